@@ -1,0 +1,60 @@
+"""The ``rhosr`` console script: parse, then call the package. One module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rhosr import __version__
+
+COMMANDS = {
+    "sad": "SAD input density on the coarse grid (the model input)",
+    "dft": "DFT label density on the fine grid (PySCF GPW)",
+    "error": "Err_rho between two density cube files",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rhosr",
+        description="Electron densities as 3D images: SAD input on a coarse grid, DFT labels "
+                    "on a fine grid. Inside: Bohr, Hartree, e/Bohr^3; structure files in Angstrom.",
+    )
+    parser.add_argument("--version", action="version", version=f"rhosr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        module = importlib.import_module(f"rhosr.commands.{name}")
+        p = sub.add_parser(name, help=summary, description=module.DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rhosr.errors import RhosrError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except RhosrError as exc:
+        if args.debug:
+            raise
+        print(f"rhosr {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"rhosr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"rhosr {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Box and grids: the authors' rule for the periodic box and its coarse and fine meshes.
+
+Conventions used everywhere in rhosr:
+
+- The box is orthorhombic with its corner at the origin; lengths ``(Lx, Ly, Lz)`` in Bohr.
+- Grid point ``(i, j, k)`` of a mesh ``(nx, ny, nz)`` sits at ``(i/nx*Lx, j/ny*Ly, k/nz*Lz)``.
+- Density arrays have axes ``(x, y, z)`` in C order, values in e/Bohr^3.
+- The fine mesh is ``upscale`` times the coarse mesh per axis, so coarse point ``(i, j, k)``
+  is fine point ``(upscale*i, upscale*j, upscale*k)``.
+
+The rule, read from the authors' published data (see ``../shared/reference/README.md``):
+each box length is the molecule's extent plus ``margin`` (4 Angstrom in total by default),
+rounded up to a whole number of coarse steps, minus 1e-4 Angstrom. The coarse step is the
+spacing of a 50 Hartree plane-wave mesh, ``pi/sqrt(2*50)`` Bohr (~0.166 Angstrom), for the
+x2 model and twice that for the x4 model; the fine step is then ~0.083 Angstrom (200 Hartree).
+The molecule is translated so that the plain mean of its atomic positions sits at the box
+centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from pyscf.lib.parameters import BOHR
+
+from rhosr.errors import InputError
+from rhosr.molecule import Molecule
+
+BOHR_ANGSTROM: float = BOHR
+"""One Bohr in Angstrom (PySCF's value, which the authors' boxes were built with)."""
+
+FINE_KE_CUTOFF: float = 200.0
+"""Plane-wave cutoff (Hartree) whose spacing is the fine (label) mesh: 400 Ry, as in the paper."""
+
+BOX_SHRINK_ANGSTROM: float = 1e-4
+"""The authors subtract this from each rounded box length (Angstrom)."""
+
+SUPPORTED_UPSCALES = (2, 4)
+
+
+def plane_wave_spacing(ke_cutoff: float) -> float:
+    """Real-space grid spacing (Bohr) of a plane-wave cutoff ``ke_cutoff`` (Hartree)."""
+    return math.pi / math.sqrt(2.0 * ke_cutoff)
+
+
+def coarse_spacing(upscale: int) -> float:
+    """Coarse step (Bohr) for a model that upscales by ``upscale`` per axis."""
+    if upscale not in SUPPORTED_UPSCALES:
+        raise InputError(f"upscale must be one of {SUPPORTED_UPSCALES}, got {upscale}")
+    return upscale * plane_wave_spacing(FINE_KE_CUTOFF)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A periodic orthorhombic box with a coarse (input) and a fine (label) mesh.
+
+    ``lengths`` are in Bohr; ``coarse_mesh`` is ``(nx, ny, nz)``; the fine mesh is
+    ``upscale * coarse_mesh``.
+    """
+
+    lengths: tuple[float, float, float]
+    coarse_mesh: tuple[int, int, int]
+    upscale: int = 2
+
+    @property
+    def fine_mesh(self) -> tuple[int, int, int]:
+        return tuple(self.upscale * n for n in self.coarse_mesh)  # type: ignore[return-value]
+
+    @property
+    def lengths_angstrom(self) -> np.ndarray:
+        return np.asarray(self.lengths) * BOHR_ANGSTROM
+
+    @property
+    def volume(self) -> float:
+        """Box volume in Bohr^3."""
+        return float(np.prod(self.lengths))
+
+    def mesh(self, which: str = "fine") -> tuple[int, int, int]:
+        if which == "fine":
+            return self.fine_mesh
+        if which == "coarse":
+            return self.coarse_mesh
+        raise ValueError(f"which must be 'fine' or 'coarse', got {which!r}")
+
+    def voxel_volume(self, which: str = "fine") -> float:
+        """Volume of one voxel of the chosen mesh, Bohr^3."""
+        return self.volume / float(np.prod(self.mesh(which)))
+
+    def spacing(self, which: str = "fine") -> np.ndarray:
+        """Step per axis of the chosen mesh, Bohr."""
+        return np.asarray(self.lengths) / np.asarray(self.mesh(which))
+
+    def axes(self, which: str = "fine") -> list[np.ndarray]:
+        """Coordinates (Bohr) of the grid planes along x, y and z."""
+        return [np.arange(n) * h for n, h in zip(self.mesh(which), self.spacing(which))]
+
+    def points(self, which: str = "fine") -> np.ndarray:
+        """All grid points, shape ``(nx*ny*nz, 3)`` in Bohr, x slowest (C order)."""
+        x, y, z = np.meshgrid(*self.axes(which), indexing="ij")
+        return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+
+    def to_dict(self) -> dict:
+        return {
+            "lengths_bohr": [float(v) for v in self.lengths],
+            "coarse_mesh": [int(n) for n in self.coarse_mesh],
+            "upscale": int(self.upscale),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Grid:
+        return cls(tuple(d["lengths_bohr"]), tuple(d["coarse_mesh"]), int(d["upscale"]))
+
+
+def box_for_positions(
+    positions_angstrom: np.ndarray, upscale: int = 2, margin_angstrom: float = 4.0
+) -> tuple[Grid, np.ndarray]:
+    """Apply the authors' box rule.
+
+    Returns the grid and the positions (Angstrom) translated so that their mean sits at the
+    box centre. ``margin_angstrom`` is the total empty space added to the extent per axis.
+    """
+    if margin_angstrom < 0:
+        raise InputError(f"margin must be >= 0 Angstrom, got {margin_angstrom}")
+    pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
+    step_angstrom = coarse_spacing(upscale) * BOHR_ANGSTROM
+    extent = pos.max(axis=0) - pos.min(axis=0)
+    n_coarse = np.ceil((extent + margin_angstrom) / step_angstrom - 1e-9).astype(int)
+    n_coarse = np.maximum(n_coarse, 1)
+    lengths_angstrom = n_coarse * step_angstrom - BOX_SHRINK_ANGSTROM
+    centred = pos - pos.mean(axis=0) + lengths_angstrom / 2
+    grid = Grid(
+        lengths=tuple(float(v) for v in lengths_angstrom / BOHR_ANGSTROM),
+        coarse_mesh=tuple(int(n) for n in n_coarse),
+        upscale=upscale,
+    )
+    return grid, centred
+
+
+def place_in_box(
+    mol: Molecule, upscale: int = 2, margin_angstrom: float = 4.0
+) -> tuple[Molecule, Grid]:
+    """The molecule moved into its box (the authors' rule) and the box's grid."""
+    grid, positions = box_for_positions(mol.positions_angstrom, upscale, margin_angstrom)
+    atoms = mol.atoms.copy()
+    atoms.set_positions(positions)
+    atoms.set_cell(grid.lengths_angstrom)
+    atoms.set_pbc(True)
+    return replace(mol, atoms=atoms), grid

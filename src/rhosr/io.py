@@ -1,0 +1,88 @@
+"""Writing and reading densities: Gaussian cube files (through ASE) and plain ``.npy``.
+
+Cube files hold the atoms in the box frame and the density in e/Bohr^3 on the box's mesh,
+grid point ``(i, j, k)`` at ``(i/nx*Lx, j/ny*Ly, k/nz*Lz)`` (origin at the box corner), so
+VMD, VESTA and Avogadro show the density where the atoms are. ``.npy`` files hold only the
+array, axes (x, y, z). Files are written to a temporary name and renamed, so an interrupted
+write never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from rhosr.errors import InputError
+from rhosr.grid import BOHR_ANGSTROM
+
+FORMATS = (".cube", ".npy")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w"):
+    """Open a temporary file beside ``path``; rename it to ``path`` only on success."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_density(path: str | os.PathLike, atoms: Atoms, rho: np.ndarray) -> None:
+    """Write ``rho`` (e/Bohr^3, axes x, y, z) as ``.cube`` (with ``atoms`` and their cell, in
+    Angstrom, box frame) or ``.npy`` (array only), chosen by the suffix."""
+    from ase.io.cube import write_cube
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".cube":
+        with atomic_write(path) as fh:
+            write_cube(fh, atoms, data=np.asarray(rho, dtype=float))
+    elif suffix == ".npy":
+        with atomic_write(path, "wb") as fh:
+            np.save(fh, np.asarray(rho, dtype=float))
+    else:
+        raise InputError(f"{path}: unknown output format; use one of {', '.join(FORMATS)}")
+
+
+@dataclass
+class CubeDensity:
+    """A density read from a cube file: atoms (Angstrom), rho (e/Bohr^3), voxel volume (Bohr^3)."""
+
+    atoms: Atoms
+    rho: np.ndarray
+    voxel_volume: float
+
+    @property
+    def integral(self) -> float:
+        """Electrons in the box: ``sum(rho) * voxel_volume``."""
+        return float(self.rho.sum() * self.voxel_volume)
+
+
+def read_cube(path: str | os.PathLike) -> CubeDensity:
+    """Read a cube file written by rhosr (or any orthorhombic, axis-aligned cube)."""
+    from ase.io.cube import read_cube as ase_read_cube
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(path) as fh:
+            content = ase_read_cube(fh)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable cube file ({type(exc).__name__}: {exc})") from None
+    rho = np.asarray(content["data"], dtype=float)
+    spacing = np.asarray(content["spacing"]) / BOHR_ANGSTROM  # voxel vectors in Bohr
+    voxel_volume = abs(float(np.linalg.det(spacing)))
+    return CubeDensity(content["atoms"], rho, voxel_volume)

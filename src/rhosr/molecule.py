@@ -1,0 +1,199 @@
+"""Reading and validating molecules.
+
+A molecule argument (``MOL`` on the command line) is, in this order of precedence:
+
+1. ``qm9:INDEX`` - a QM9 molecule by its index, from the ``qm9pack`` package;
+2. an existing file - anything ASE reads (xyz, extxyz, pdb, cif, sdf, ...); the first frame;
+3. ``smiles:STRING`` or a bare SMILES string - embedded with RDKit (ETKDG, then MMFF),
+   which is the optional ``rhosr[smiles]`` extra.
+
+Positions are in Angstrom at this edge; everything after the box is in Bohr. ``spin`` is
+PySCF's ``2S`` (number of unpaired electrons); ``charge`` is the total charge in e.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from rhosr.errors import InputError
+
+MIN_DISTANCE_ANGSTROM = 0.5
+PSEUDO = "gth-pbe"
+LABEL_BASIS = "gth-tzv2p"
+SAD_BASIS = "gth-szv"
+
+
+@dataclass
+class Molecule:
+    """Atoms (ASE, Angstrom) with the total charge and spin (2S) of the electronic state."""
+
+    atoms: Atoms
+    charge: int = 0
+    spin: int = 0
+    name: str = "molecule"
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.atoms.get_chemical_symbols()
+
+    @property
+    def positions_angstrom(self) -> np.ndarray:
+        return self.atoms.get_positions()
+
+    @property
+    def n_valence(self) -> int:
+        """Valence electron count of the GTH pseudopotentials, minus the charge."""
+        return sum(valence_electrons(s) for s in self.symbols) - self.charge
+
+
+@functools.cache
+def valence_electrons(symbol: str) -> int:
+    """Valence electrons of ``symbol`` in the GTH-PBE pseudopotential; InputError if none."""
+    from pyscf.pbc.gto import pseudo
+
+    try:
+        return int(sum(pseudo.load(PSEUDO, symbol)[0]))
+    except Exception:
+        raise InputError(f"element {symbol} has no GTH-PBE pseudopotential") from None
+
+
+@functools.cache
+def has_basis(symbol: str, basis: str) -> bool:
+    from pyscf.gto import basis as gto_basis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return len(gto_basis.load(basis, symbol)) > 0
+        except Exception:
+            return False
+
+
+def validate(mol: Molecule) -> Molecule:
+    """Check a molecule before any calculation; raise InputError with one clear line."""
+    symbols = mol.symbols
+    if len(symbols) == 0:
+        raise InputError(f"{mol.name}: no atoms")
+    for s in sorted(set(symbols)):
+        if s not in chemical_symbols[1:]:
+            raise InputError(f"{mol.name}: unknown element {s!r}")
+        valence_electrons(s)
+        for basis in (LABEL_BASIS, SAD_BASIS):
+            if not has_basis(s, basis):
+                raise InputError(f"{mol.name}: element {s} has no {basis.upper()} basis in PySCF")
+    pos = mol.positions_angstrom
+    if not np.all(np.isfinite(pos)):
+        raise InputError(f"{mol.name}: positions are not finite numbers")
+    if len(pos) > 1:
+        i, j, d = _closest_pair(pos)
+        if d < MIN_DISTANCE_ANGSTROM:
+            raise InputError(
+                f"{mol.name}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {d:.3f} Angstrom "
+                f"apart (minimum {MIN_DISTANCE_ANGSTROM})"
+            )
+    n = mol.n_valence
+    if n <= 0:
+        raise InputError(f"{mol.name}: charge {mol.charge} leaves {n} valence electrons")
+    if mol.spin < 0 or mol.spin > n or (n - mol.spin) % 2:
+        hint = "; use --spin 1 or another --charge" if n % 2 and mol.spin == 0 else ""
+        raise InputError(
+            f"{mol.name}: {n} valence electrons cannot have spin (2S) {mol.spin}{hint}"
+        )
+    return mol
+
+
+def _closest_pair(pos: np.ndarray) -> tuple[int, int, float]:
+    """Indices and distance (Angstrom) of the closest pair, via a KD-tree (any size)."""
+    from scipy.spatial import cKDTree
+
+    d, idx = cKDTree(pos).query(pos, k=2)
+    i = int(np.argmin(d[:, 1]))
+    return i, int(idx[i, 1]), float(d[i, 1])
+
+
+def read_molecule(
+    spec: str, charge: int = 0, spin: int = 0, fmt: str | None = None, check: bool = True
+) -> Molecule:
+    """Read a molecule from a file, ``qm9:INDEX`` or a SMILES string (see module docstring)."""
+    if spec.startswith("qm9:"):
+        mol = _from_qm9(spec[4:], charge, spin)
+    elif os.path.exists(spec):
+        mol = _from_file(spec, charge, spin, fmt)
+    else:
+        smiles = spec[len("smiles:") :] if spec.startswith("smiles:") else spec
+        mol = from_smiles(smiles, charge=charge, spin=spin, source=spec)
+    return validate(mol) if check else mol
+
+
+def _from_qm9(index_text: str, charge: int, spin: int) -> Molecule:
+    from rhosr.qm9 import load_qm9
+
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise InputError(f"qm9:{index_text}: the QM9 index must be an integer") from None
+    symbols, positions = load_qm9(index)
+    return Molecule(Atoms(symbols, positions), charge, spin, name=f"qm9_{index:06d}")
+
+
+def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
+    import ase.io
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        atoms = ase.io.read(path, index=0, format=fmt)
+    except StopIteration:
+        raise InputError(f"{path}: no atoms") from None
+    except Exception as exc:  # ASE raises many kinds; the user needs the file and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read structure ({reason})") from None
+    if isinstance(atoms, list):
+        atoms = atoms[0]
+    atoms = Atoms(atoms.get_chemical_symbols(), atoms.get_positions())
+    return Molecule(atoms, charge, spin, name=name)
+
+
+def from_smiles(
+    smiles: str, charge: int = 0, spin: int = 0, seed: int = 0xF00D, source: str | None = None
+) -> Molecule:
+    """Embed a SMILES string in 3D with RDKit (ETKDG + MMFF); hydrogens are added.
+
+    The SMILES formal charges must add up to ``charge`` when both are given.
+    """
+    try:
+        from rdkit import Chem, RDLogger
+        from rdkit.Chem import AllChem
+    except ImportError:
+        raise InputError(
+            f"{source or smiles!r} is not a file or qm9:INDEX; reading SMILES needs RDKit: "
+            "pip install 'rhosr[smiles]'"
+        ) from None
+    RDLogger.DisableLog("rdApp.*")
+    rd = Chem.MolFromSmiles(smiles) if smiles else None
+    if rd is None:
+        raise InputError(
+            f"{source or smiles!r} is neither an existing file, qm9:INDEX nor a valid SMILES"
+        )
+    formal = Chem.GetFormalCharge(rd)
+    if charge == 0:
+        charge = formal
+    elif formal not in (0, charge):
+        raise InputError(f"SMILES {smiles!r} has formal charge {formal}, but --charge is {charge}")
+    rd = Chem.AddHs(rd)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if AllChem.EmbedMolecule(rd, params) != 0:
+        raise InputError(f"RDKit could not embed SMILES {smiles!r} in 3D")
+    if AllChem.MMFFHasAllMoleculeParams(rd):
+        AllChem.MMFFOptimizeMolecule(rd, maxIters=2000)
+    symbols = [a.GetSymbol() for a in rd.GetAtoms()]
+    positions = rd.GetConformer().GetPositions()
+    name = "".join(ch if ch.isalnum() else "_" for ch in smiles)[:40] or "smiles"
+    return Molecule(Atoms(symbols, positions), charge, spin, name=name)

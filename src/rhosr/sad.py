@@ -1,0 +1,198 @@
+"""Superposition of atomic densities (SAD): the model's input, by the authors' "atomh1e" recipe.
+
+Per element, an isolated GTH pseudo-atom in GTH-SZV gets its one-electron guess: the
+kinetic + GTH pseudopotential Hamiltonian diagonalised with spherical averaging and
+fractional Aufbau occupations (PySCF's ``pyscf.scf.atom_hf_pp``, ``init_guess_by_1e``;
+hydrogen by its one-electron solution). That atomic density matrix is projected to the label
+basis GTH-TZV2P. The molecular density matrix is the block-diagonal sum of the atomic ones,
+scaled so that ``Tr(DS) = N_e`` (valence electrons minus charge, ``S`` the periodic overlap),
+and its density is evaluated at the grid points. The "atrocious" variant doubles every
+GTH-SZV exponent (the authors' ``gth-szv2.dat``).
+
+The density is that of the periodic cell, as the authors evaluated it (PySCF's
+``pbc_eval_gto`` then ``eval_rho``): each atomic orbital is summed over lattice images before
+the product ``chi_i D_ij chi_j`` is taken, so an atom near a face also sees cross terms with
+its own images (worth ~0.1% of Err_rho in the authors' small boxes). The values are exact at
+the grid points, not the band-limited values of an FFT or of PySCF's multigrid.
+
+How it stays linear in the number of atoms: ``D`` is block-diagonal, so each atom is added on
+its own, inside the window of grid planes within ``orbital_radius`` of it. An atomic block has
+rank <= 4 (one s and three p natural orbitals), so ``rho_A = sum_k n_k psi_k^2``; each
+``psi_k`` is a sum of Cartesian Gaussian primitives, and a Cartesian Gaussian summed over the
+images of an orthorhombic lattice is a product of three 1D lattice sums. Every 3D array is
+therefore an outer product of three short vectors, and the memory is one grid plus one
+window.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from rhosr.grid import Grid
+from rhosr.molecule import LABEL_BASIS, PSEUDO, SAD_BASIS, Molecule, valence_electrons
+
+AO_CUTOFF = 1e-7
+"""An atomic orbital is dropped where its magnitude falls below this (Bohr^-3/2)."""
+
+MAX_RADIUS = 40.0
+"""Largest radius (Bohr) an atomic orbital is ever evaluated to."""
+
+_LIBCINT_SP_FACTOR = {0: 0.282094791773878143, 1: 0.488602511902919921}
+"""libcint's common factor of Cartesian s and p functions (1 for l >= 2)."""
+
+
+def sad_basis(symbol: str, atrocious: bool = False) -> list:
+    """GTH-SZV basis of ``symbol`` in PySCF's list format; exponents doubled if atrocious."""
+    from pyscf.gto import basis
+
+    shells = basis.load(SAD_BASIS, symbol)
+    if not atrocious:
+        return shells
+    return [[shell[0]] + [[2.0 * prim[0], *prim[1:]] for prim in shell[1:]] for shell in shells]
+
+
+def _atom_mole(symbol: str, basis) -> object:
+    from pyscf import gto
+
+    mol = gto.Mole()
+    mol.atom = [(symbol, (0.0, 0.0, 0.0))]
+    mol.basis = {symbol: basis}
+    mol.pseudo = PSEUDO
+    mol.spin = valence_electrons(symbol) % 2
+    mol.verbose = 0
+    return mol.build()
+
+
+@functools.cache
+def atomic_density_matrix(symbol: str, atrocious: bool = False) -> np.ndarray:
+    """The atom's "atomh1e" density matrix, projected to GTH-TZV2P (spherical AO order)."""
+    from pyscf.scf import addons, atom_hf_pp
+
+    mol_sad = _atom_mole(symbol, sad_basis(symbol, atrocious))
+    solver = atom_hf_pp.AtomHF1ePP(mol_sad) if mol_sad.nelectron == 1 else atom_hf_pp.AtomSCFPP(mol_sad)
+    dm = np.asarray(solver.init_guess_by_1e())
+    if dm.ndim == 3:  # the open-shell one-electron solver returns (alpha, beta)
+        dm = dm[0] + dm[1]
+    mol_label = _atom_mole(symbol, LABEL_BASIS)
+    return addons.project_dm_nr2nr(mol_sad, dm, mol_label)
+
+
+@functools.cache
+def orbital_radius(symbol: str) -> float:
+    """Radius (Bohr) beyond which every GTH-TZV2P orbital of ``symbol`` is below AO_CUTOFF."""
+    mol = _atom_mole(symbol, LABEL_BASIS)
+    r = np.arange(0.0, MAX_RADIUS, 0.01)
+    directions = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0]])
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    ao = np.abs(mol.eval_gto("GTOval_sph", (r[:, None, None] * directions).reshape(-1, 3)))
+    ao_max = ao.reshape(len(r), len(directions), -1).max(axis=(1, 2))
+    above = np.nonzero(ao_max > AO_CUTOFF)[0]
+    return float(r[min(above[-1] + 1, len(r) - 1)])
+
+
+@functools.cache
+def _electrons_per_atom(symbol: str, atrocious: bool, lengths: tuple[float, float, float]) -> float:
+    """``Tr(D_A S_AA)`` of one atom in the periodic box (images included)."""
+    from pyscf.pbc import gto as pbcgto
+
+    cell = pbcgto.Cell()
+    cell.atom = [(symbol, (0.0, 0.0, 0.0))]
+    cell.a = np.diag(lengths)
+    cell.unit = "B"
+    cell.basis = LABEL_BASIS
+    cell.pseudo = PSEUDO
+    cell.spin = valence_electrons(symbol) % 2
+    cell.verbose = 0
+    cell.build()
+    return float(np.einsum("ij,ji->", atomic_density_matrix(symbol, atrocious), cell.pbc_intor("int1e_ovlp")))
+
+
+def sad_density(
+    mol: Molecule, grid: Grid, which: str = "coarse", atrocious: bool = False
+) -> np.ndarray:
+    """SAD density (e/Bohr^3) on the chosen mesh, axes (x, y, z).
+
+    ``mol`` must already be placed in the box (positions in Angstrom, box frame).
+    """
+    from rhosr.grid import BOHR_ANGSTROM
+
+    rho = np.zeros(grid.mesh(which))
+    spacing = grid.spacing(which)
+    n_raw = 0.0
+    for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):
+        _add_atom(rho, separable_atom(symbol, atrocious), position, spacing)
+        n_raw += _electrons_per_atom(symbol, atrocious, tuple(grid.lengths))
+    rho *= mol.n_valence / n_raw
+    return rho
+
+
+@dataclass(frozen=True)
+class _SeparableAtom:
+    """An atomic density as ``sum_k occupation[k] * psi_k^2`` in Cartesian primitives.
+
+    ``psi_k(r) = sum_t weights[t, k] * x^a y^b z^c * exp(-alpha r^2)`` with
+    ``(alpha, a, b, c) = terms[t]``; ``r`` relative to the atom (Bohr).
+    """
+
+    terms: tuple[tuple[float, int, int, int], ...]
+    weights: np.ndarray  # (n_terms, n_orbitals)
+    occupation: np.ndarray  # (n_orbitals,)
+    radius: float
+
+
+def _cartesian_powers(l: int) -> list[tuple[int, int, int]]:
+    """PySCF's order of the Cartesian components of angular momentum ``l``."""
+    return [(lx, ly, l - lx - ly) for lx in range(l, -1, -1) for ly in range(l - lx, -1, -1)]
+
+
+@functools.cache
+def separable_atom(symbol: str, atrocious: bool = False) -> _SeparableAtom:
+    """The atom's projected SAD density in separable form (see the module docstring)."""
+    mol = _atom_mole(symbol, LABEL_BASIS)
+    occupation, vectors = np.linalg.eigh(atomic_density_matrix(symbol, atrocious))
+    keep = np.abs(occupation) > 1e-12 * np.abs(occupation).max()
+    cart_vectors = mol.cart2sph_coeff() @ vectors[:, keep]  # (n_cart, n_orbitals)
+    weights: dict[tuple[float, int, int, int], np.ndarray] = {}
+    cart_offset = 0
+    for ib in range(mol.nbas):
+        l = mol.bas_angular(ib)
+        powers = _cartesian_powers(l)
+        coeff = mol._libcint_ctr_coeff(ib) * _LIBCINT_SP_FACTOR.get(l, 1.0)  # (n_prim, n_ctr)
+        for ictr in range(mol.bas_nctr(ib)):
+            for icomp, (a, b, c) in enumerate(powers):
+                row = cart_vectors[cart_offset + ictr * len(powers) + icomp]
+                for alpha, cp in zip(mol.bas_exp(ib), coeff[:, ictr]):
+                    key = (float(alpha), a, b, c)
+                    weights[key] = weights.get(key, 0.0) + cp * row
+        cart_offset += mol.bas_nctr(ib) * len(powers)
+    terms = tuple(k for k, w in weights.items() if np.abs(w).max() > 0)
+    return _SeparableAtom(
+        terms, np.array([weights[t] for t in terms]), occupation[keep], orbital_radius(symbol)
+    )
+
+
+def _add_atom(
+    rho: np.ndarray, atom: _SeparableAtom, centre: np.ndarray, spacing: np.ndarray
+) -> None:
+    """Add one atom's periodic density to ``rho`` (in place) inside its window."""
+    windows, factors = [], []
+    for n, h, c in zip(rho.shape, spacing, centre):
+        idx = np.arange(int(np.ceil((c - atom.radius) / h)), int(np.floor((c + atom.radius) / h)) + 1)
+        wrapped, inverse = np.unique(idx % n, return_inverse=True)
+        d = idx * h - c
+        windows.append(wrapped)
+        # 1D lattice sums of d^p exp(-alpha d^2), folded onto the wrapped planes
+        factors.append({
+            (alpha, p): np.bincount(inverse, weights=d**p * np.exp(-alpha * d * d), minlength=len(wrapped))
+            for alpha, *powers in atom.terms for p in set(powers)
+        })
+    fx, fy, fz = factors
+    psi = np.zeros((len(atom.occupation), len(windows[0]), len(windows[1]), len(windows[2])))
+    for (alpha, a, b, c), w in zip(atom.terms, atom.weights):
+        outer = np.multiply.outer(np.multiply.outer(fx[alpha, a], fy[alpha, b]), fz[alpha, c])
+        for k in np.nonzero(w)[0]:
+            psi[k] += w[k] * outer
+    rho[np.ix_(*windows)] += np.einsum("k,kxyz->xyz", atom.occupation, psi * psi)

@@ -1,0 +1,78 @@
+"""Reading molecules and rejecting bad ones with one clear line and exit code 2."""
+
+import numpy as np
+import pytest
+
+from rhosr.errors import InputError
+from rhosr.molecule import read_molecule
+
+
+def test_read_xyz_file(water_xyz):
+    mol = read_molecule(str(water_xyz))
+    assert mol.symbols == ["O", "H", "H"]
+    assert mol.n_valence == 8
+
+
+def test_read_qm9_index():
+    mol = read_molecule("qm9:1")
+    assert sorted(mol.symbols) == ["C", "H", "H", "H", "H"]
+
+
+def test_read_smiles_embeds_hydrogens():
+    mol = read_molecule("CCO")
+    assert sorted(mol.symbols).count("H") == 6
+    d = np.linalg.norm(mol.positions_angstrom[0] - mol.positions_angstrom[1])
+    assert 1.4 < d < 1.6  # a C-C bond after MMFF
+
+
+def test_charge_changes_electron_count(water_xyz):
+    assert read_molecule(str(water_xyz), charge=1, spin=1).n_valence == 7
+
+
+def test_other_ase_formats(tmp_path, water_xyz):
+    import ase.io
+
+    pdb = tmp_path / "water.pdb"
+    ase.io.write(pdb, ase.io.read(water_xyz))
+    assert read_molecule(str(pdb)).symbols == ["O", "H", "H"]
+
+
+BAD = {
+    "no_atoms": ("0\nempty\n", "no atoms"),
+    "unknown_element": ("2\n\nXx 0 0 0\nH 0 0 1\n", "cannot read structure"),
+    "no_gth_basis": ("1\n\nFe 0 0 0\n", "no GTH-TZV2P basis"),
+    "too_close": ("2\n\nH 0 0 0\nH 0 0 0.3\n", "0.300 Angstrom apart"),
+    "odd_electrons": ("1\n\nH 0 0 0\n", "cannot have spin"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_molecule_raises_input_error(tmp_path, case):
+    text, message = BAD[case]
+    path = tmp_path / f"{case}.xyz"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_molecule(str(path))
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_molecule_cli_one_line_exit_2(tmp_path, run_cli, case):
+    text, message = BAD[case]
+    path = tmp_path / f"{case}.xyz"
+    path.write_text(text)
+    out = tmp_path / "out.cube"
+    code, stdout, stderr = run_cli("sad", path, "-o", out)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and message in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("qm9:abc", "must be an integer"),
+    ("qm9:999999999", "not in qm9pack"),
+    ("C1CC(", "neither an existing file"),
+])
+def test_bad_specs(spec, message):
+    with pytest.raises(InputError, match=message):
+        read_molecule(spec)
