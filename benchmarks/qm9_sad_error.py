@@ -76,7 +76,8 @@ def main() -> None:
                 "fine_mesh": "x".join(map(str, label.grid.fine_mesh)),
                 "err_sad": f"{err_rho(sad_fine, label.rho, dv, n_e):.4f}",
                 "err_atrocious": f"{err_rho(atrocious, label.rho, dv, n_e):.4f}",
-                "err_sad_coarse": f"{err_rho(sad_coarse, label.rho[::up, ::up, ::up], label.grid.voxel_volume('coarse'), n_e):.4f}",
+                "err_sad_coarse": "{:.4f}".format(err_rho(
+                    sad_coarse, label.rho[::up, ::up, ::up], label.grid.voxel_volume("coarse"), n_e)),
                 "dft_seconds": f"{dft_seconds:.1f}",
                 "sad_seconds": f"{sad_seconds:.2f}",
             }
@@ -85,6 +86,11 @@ def main() -> None:
             os.fsync(fh.fileno())
             print(f"[{i + 1}/{args.n}] {row}", flush=True)
     summarize(out)
+
+
+def _row(name: str, values: np.ndarray, paper: str) -> str:
+    stats = " | ".join(f"{v:.2f}" for v in (values.mean(), values.std(), values.min(), values.max()))
+    return f"| {name} | {stats} | {paper} |\n"
 
 
 def summarize(path: Path) -> None:
@@ -100,9 +106,10 @@ def summarize(path: Path) -> None:
         f"per-molecule rows in `{path.name}`.\n\n"
         "| input | mean Err_rho (%) | std | min | max | paper (QM9 test set) |\n"
         "|---|---|---|---|---|---|\n"
-        f"| SAD (fine mesh) | {sad.mean():.2f} | {sad.std():.2f} | {sad.min():.2f} | {sad.max():.2f} | 13.9 |\n"
-        f"| SAD (coarse points) | {coarse.mean():.2f} | {coarse.std():.2f} | {coarse.min():.2f} | {coarse.max():.2f} | |\n"
-        f"| atrocious SAD (fine mesh) | {atro.mean():.2f} | {atro.std():.2f} | {atro.min():.2f} | {atro.max():.2f} | 27.7 |\n\n"
+        + _row("SAD (fine mesh)", sad, "13.9")
+        + _row("SAD (coarse points)", coarse, "")
+        + _row("atrocious SAD (fine mesh)", atro, "27.7")
+        + "\n"
         f"DFT label time per molecule (this preset, 1 thread): mean {dft.mean():.1f} s, "
         f"min {dft.min():.1f} s, max {dft.max():.1f} s.\n"
     )

@@ -46,13 +46,16 @@ def write_density(path: str | os.PathLike, atoms: Atoms, rho: np.ndarray) -> Non
     Angstrom, box frame) or ``.npy`` (array only), chosen by the suffix."""
     from ase.io.cube import write_cube
 
+    rho = np.asarray(rho, dtype=float)
+    if rho.ndim != 3:
+        raise ValueError(f"a density must be a 3D array (x, y, z), got shape {rho.shape}")
     suffix = Path(path).suffix.lower()
     if suffix == ".cube":
         with atomic_write(path) as fh:
-            write_cube(fh, atoms, data=np.asarray(rho, dtype=float))
+            write_cube(fh, atoms, data=rho)
     elif suffix == ".npy":
         with atomic_write(path, "wb") as fh:
-            np.save(fh, np.asarray(rho, dtype=float))
+            np.save(fh, rho)
     else:
         raise InputError(f"{path}: unknown output format; use one of {', '.join(FORMATS)}")
 

@@ -18,8 +18,8 @@ from rhosr.config import DFTPreset
 from rhosr.dft.cell import build_cell
 from rhosr.dft.density import density_on_mesh
 from rhosr.errors import SCFNotConvergedError
-from rhosr.molecule import Molecule
 from rhosr.grid import Grid, place_in_box
+from rhosr.molecule import Molecule
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""The whole single-molecule path through the real CLI, in a temporary folder."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rhosr.io import read_cube
+
+
+def test_sad_dft_error_end_to_end(tmp_path, run_cli, water_xyz):
+    sad, ref = tmp_path / "sad.cube", tmp_path / "ref.cube"
+    code, _, err = run_cli("sad", water_xyz, "-o", sad, "--mesh", "fine")
+    assert code == 0 and "SAD built" in err
+    code, out, err = run_cli("dft", water_xyz, "-o", ref, "--preset", "tiny", "--json", tmp_path / "s.json")
+    assert code == 0 and "E = " in out and "SCF cycle" in err
+    assert read_cube(ref).integral == pytest.approx(8, rel=1e-5)
+    code, out, _ = run_cli("error", sad, ref)
+    assert code == 0
+    value = float(out.split("=")[1].split("%")[0])
+    assert 8 < value < 25  # the SAD is a rough guess: the paper's QM9 mean is 13.9%
+    code, out, _ = run_cli("error", ref, ref)
+    assert float(out.split("=")[1].split("%")[0]) == 0.0
+
+
+def test_error_rejects_different_meshes(tmp_path, run_cli, water_xyz):
+    coarse, fine = tmp_path / "c.cube", tmp_path / "f.cube"
+    run_cli("sad", water_xyz, "-o", coarse)
+    run_cli("sad", water_xyz, "-o", fine, "--mesh", "fine")
+    code, _, err = run_cli("error", coarse, fine)
+    assert code == 2 and "meshes differ" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sad_upscale_4_coarse_mesh(tmp_path, run_cli, water_xyz):
+    out = tmp_path / "sad4.cube"
+    assert run_cli("sad", water_xyz, "-o", out, "--upscale", "4")[0] == 0
+    assert read_cube(out).voxel_volume == pytest.approx((4 * 0.15708) ** 3, rel=1e-3)
+
+
+def test_console_script_help_explains_units():
+    result = subprocess.run([sys.executable, "-m", "rhosr.cli", "dft", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "e/Bohr^3" in result.stdout and "--preset" in result.stdout
+
+
+def test_no_command_prints_help(run_cli):
+    code, out, _ = run_cli()
+    assert code == 2 and "COMMAND" in out

@@ -1,0 +1,60 @@
+"""Cube files round-trip; writes are atomic."""
+
+import numpy as np
+import pytest
+
+from rhosr.errors import InputError
+from rhosr.grid import place_in_box
+from rhosr.io import read_cube, write_density
+from rhosr.molecule import read_molecule
+from rhosr.sad import sad_density
+
+
+def test_cube_roundtrip(tmp_path):
+    placed, grid = place_in_box(read_molecule("qm9:3"))
+    rho = sad_density(placed, grid, "coarse")
+    path = tmp_path / "sad.cube"
+    write_density(path, placed.atoms, rho)
+    cube = read_cube(path)
+    assert cube.rho.shape == grid.coarse_mesh
+    np.testing.assert_allclose(cube.rho, rho, rtol=1e-5, atol=1e-12)  # cube text keeps 6 digits
+    assert cube.voxel_volume == pytest.approx(grid.voxel_volume("coarse"), rel=1e-6)
+    np.testing.assert_allclose(cube.atoms.get_positions(), placed.positions_angstrom, atol=1e-5)
+    np.testing.assert_allclose(cube.atoms.cell.lengths(), grid.lengths_angstrom, atol=1e-5)
+    assert cube.integral == pytest.approx(rho.sum() * grid.voxel_volume("coarse"), rel=1e-6)
+
+
+def test_npy_output(tmp_path):
+    placed, grid = place_in_box(read_molecule("qm9:3"))
+    rho = sad_density(placed, grid, "coarse")
+    write_density(tmp_path / "sad.npy", placed.atoms, rho)
+    np.testing.assert_array_equal(np.load(tmp_path / "sad.npy"), rho)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    placed, _ = place_in_box(read_molecule("qm9:3"))
+    with pytest.raises(ValueError):
+        write_density(tmp_path / "bad.cube", placed.atoms, np.zeros((2, 2)))  # not 3D
+    with pytest.raises(KeyboardInterrupt):  # interrupted mid-write: no file, no temporary
+        write_density(tmp_path / "x.cube", _Interrupting(), np.zeros((2, 2, 2)))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="unknown output format"):
+        write_density(tmp_path / "x.txt", placed.atoms, np.zeros((2, 2, 2)))
+    with pytest.raises(InputError, match="does not exist"):
+        write_density(tmp_path / "nowhere" / "x.cube", placed.atoms, np.zeros((2, 2, 2)))
+
+
+class _Interrupting:
+    """Stands in for ASE atoms and raises KeyboardInterrupt once the cube file is open."""
+
+    def __len__(self):
+        raise KeyboardInterrupt
+
+
+def test_read_cube_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_cube(tmp_path / "missing.cube")
+    bad = tmp_path / "bad.cube"
+    bad.write_text("not a cube\n")
+    with pytest.raises(InputError, match="not a readable cube"):
+        read_cube(bad)
