@@ -12,6 +12,8 @@ COMMANDS = {
     "sad": "SAD input density on the coarse grid (the model input)",
     "dft": "DFT label density on the fine grid (PySCF GPW)",
     "error": "Err_rho between two density cube files",
+    "label": "label many molecules into a dataset store (DFT on Dask, resumable)",
+    "store": "inspect a dataset store or export an entry",
 }
 
 

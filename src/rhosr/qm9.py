@@ -65,3 +65,36 @@ def load_qm9(index: int) -> tuple[list[str], np.ndarray]:
     for _, symbols, positions in iter_qm9([index]):
         return symbols, positions
     raise InputError(f"QM9 index {index} is not in qm9pack (valid: 1..133885, consistent subset)")
+
+
+# -- the committed split ----------------------------------------------------------------------
+SPLIT_SEED = 20261127
+SPLIT_SIZES = {"test": 10_000, "validation": 1_000}
+SPLIT_FILE = Path(__file__).parent / "data" / "qm9_split.npz"
+
+
+def make_split(seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+    """The seeded QM9 split: 10,000 test and 1,000 validation molecules, the rest training.
+
+    DeepDFT's split, which the paper followed, holds out 10,000 test molecules; its split file
+    is not available offline, so ours is drawn the same size from a seeded permutation of the
+    molecules qm9pack ships. Test and validation are sorted; training keeps the permuted
+    order, so the first N training molecules are a random sample for any N.
+    """
+    available = np.array([index for index, _, _ in iter_qm9()], dtype=np.int64)
+    perm = np.random.default_rng(seed).permutation(available)
+    n_test, n_val = SPLIT_SIZES["test"], SPLIT_SIZES["validation"]
+    return {"test": np.sort(perm[:n_test]), "validation": np.sort(perm[n_test:n_test + n_val]),
+            "train": perm[n_test + n_val:]}
+
+
+def load_split() -> dict[str, np.ndarray]:
+    """The committed split (``rhosr/data/qm9_split.npz``), written by ``make_split``."""
+    with np.load(SPLIT_FILE) as data:
+        return {name: data[name] for name in ("train", "validation", "test")}
+
+
+if __name__ == "__main__":  # python -m rhosr.qm9 writes the committed split file
+    SPLIT_FILE.parent.mkdir(exist_ok=True)
+    np.savez_compressed(SPLIT_FILE, **make_split(), seed=SPLIT_SEED)
+    print({name: len(v) for name, v in load_split().items()}, "->", SPLIT_FILE)

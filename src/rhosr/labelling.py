@@ -1,0 +1,192 @@
+"""Labelling a dataset: DFT jobs on Dask workers writing entries into a store.
+
+Each task labels one molecule end to end (validation, SCF, label density, SAD input) and
+writes its entry itself, so the client only schedules and counts. Entries already complete
+are skipped, failures are recorded with their reason, and a killed run started again picks
+up where it stopped (writes are atomic: see ``rhosr.store``).
+
+Threads: each worker runs PySCF with ``threads_per_worker`` OpenMP threads, by default
+``cores // workers`` (at least 1), so W workers never oversubscribe the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rhosr.config import DFTPreset
+from rhosr.grid import BOHR_ANGSTROM
+from rhosr.sources import SourceItem
+from rhosr.store import DatasetStore, Entry, package_versions
+
+
+@dataclass
+class LabelSettings:
+    """What every task needs besides its molecule (picklable, sent to workers)."""
+
+    store_path: str
+    preset: DFTPreset
+    upscale: int = 2
+    margin_angstrom: float = 4.0
+    atrocious: bool = False
+    threads: int = 1
+
+
+@dataclass
+class LabelSummary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def per_hour(self) -> float:
+        return 3600.0 * self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def set_threads(n: int) -> None:
+    """OpenMP/BLAS threads of this process (PySCF reads OMP; numpy's BLAS via threadpoolctl)."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    from pyscf import lib
+
+    lib.num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+def label_item(item: SourceItem, settings: LabelSettings) -> dict:
+    """Label one molecule and write its entry. Never raises: failures are recorded."""
+    from ase import Atoms
+
+    from rhosr.dft import run_label
+    from rhosr.molecule import Molecule, validate
+    from rhosr.sad import sad_density
+
+    set_threads(settings.threads)
+    store = DatasetStore.open(settings.store_path)
+    t0 = time.perf_counter()
+    try:
+        mol = validate(Molecule(Atoms(item.symbols, item.positions_angstrom), item.charge, item.spin,
+                                name=item.id))
+        label = run_label(mol, settings.preset, settings.upscale, settings.margin_angstrom)
+        t_sad = time.perf_counter()
+        sad = sad_density(label.mol, label.grid, "coarse")
+        sad_seconds = time.perf_counter() - t_sad
+        atrocious = None
+        if settings.atrocious:
+            atrocious = sad_density(label.mol, label.grid, "coarse", atrocious=True)
+        meta = {
+            "id": item.id, "split": item.split, "source": item.source, "symbols": list(item.symbols),
+            "positions_bohr": (label.mol.positions_angstrom / BOHR_ANGSTROM).tolist(),
+            "charge": item.charge, "spin": item.spin, "n_electrons": mol.n_valence,
+            "grid": label.grid.to_dict(), "basis": settings.preset.basis, "energy": label.energy,
+            "homo": label.homo, "lumo": label.lumo, "scf_cycles": label.cycles,
+            "scf_seconds": label.scf_seconds, "density_seconds": label.density_seconds,
+            "sad_seconds": sad_seconds, "preset": settings.preset.to_dict(),
+            "versions": package_versions(), "attempts": label.attempts,
+        }
+        store.write_entry(Entry(meta, sad=sad, label=label.rho, dm=label.dm, sad_atrocious=atrocious))
+        return {"id": item.id, "ok": True, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # a worker must report, not die: the reason goes to the store
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        store.record_failure(item.id, reason, source=item.source, split=item.split)
+        return {"id": item.id, "ok": False, "seconds": time.perf_counter() - t0, "reason": reason}
+
+
+def pending(items: list[SourceItem], store: DatasetStore, retry_failed: bool = False) -> list[SourceItem]:
+    """Items without a complete entry (and, unless ``retry_failed``, without a failure)."""
+    failed = set() if retry_failed else set(store.failures())
+    return [it for it in items if not store.has(it.id) and it.id not in failed]
+
+
+def run_labelling(
+    items: list[SourceItem],
+    settings: LabelSettings,
+    workers: int = 1,
+    scheduler: str | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> LabelSummary:
+    """Label ``items`` (already filtered by :func:`pending`).
+
+    ``workers=0`` runs in this process without Dask; otherwise a ``LocalCluster`` with
+    ``workers`` single-threaded worker processes, or the Dask scheduler at ``scheduler``.
+    At most two tasks per worker are in flight, so an interrupted run wastes little.
+    """
+    summary = LabelSummary()
+    t0 = time.perf_counter()
+
+    def record(result: dict) -> None:
+        if result["ok"]:
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.reasons[result["reason"].split(":")[0]] += 1
+        summary.seconds = time.perf_counter() - t0
+        if on_result is not None:
+            on_result(result)
+
+    if workers == 0 and scheduler is None:
+        for item in items:
+            record(label_item(item, settings))
+        return summary
+    with _dask_client(workers, scheduler, settings.threads) as client:
+        from dask.distributed import as_completed
+
+        n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        queue = iter(items)
+        futures = as_completed()
+        for item in _take(queue, n_slots):
+            futures.add(client.submit(label_item, item, settings, key=f"label-{item.id}", pure=False))
+        for future in futures:
+            record(future.result())
+            for item in _take(queue, 1):
+                futures.add(client.submit(label_item, item, settings, key=f"label-{item.id}", pure=False))
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _take(iterator, n: int) -> list:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(iterator))
+        except StopIteration:
+            break
+    return out
+
+
+class _dask_client:
+    """A Dask client on a new LocalCluster (closed on exit) or an existing scheduler."""
+
+    def __init__(self, workers: int, scheduler: str | None, threads: int):
+        self.workers, self.scheduler, self.threads = workers, scheduler, threads
+        self.cluster = self.client = None
+
+    def __enter__(self):
+        import logging
+
+        from dask.distributed import Client, LocalCluster
+
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout="30s")
+            return self.client
+        os.environ["OMP_NUM_THREADS"] = str(self.threads)  # inherited by worker processes
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, silence_logs=logging.ERROR)
+        self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        return False
