@@ -53,7 +53,7 @@ def test_dask_local_cluster_two_workers(molecules, tmp_path):
     store = tmp_path / "store"
     result = subprocess.run(_label_cmd(molecules, store, 2), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "2 worker(s)" in result.stderr and "done 6, failed 0" in result.stderr
+    assert "on 2 worker(s)" in result.stderr and "done 6, failed 0" in result.stderr
     _assert_complete_and_sound(store, TINY_MOLECULES)
 
 
@@ -75,3 +75,17 @@ def test_sigkill_then_resume(molecules, tmp_path):
     assert f"{done_before} already in the store" in result.stderr
     _assert_complete_and_sound(store, TINY_MOLECULES)
     assert not any((store / ".tmp").iterdir())  # the killed writer's temporary was cleaned
+
+
+@pytest.mark.slow
+def test_existing_scheduler_path(molecules, tmp_path):
+    """--scheduler: a cluster started elsewhere (here a LocalCluster in this process)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        store = tmp_path / "store"
+        cmd = _label_cmd(molecules, store, 1)[:-4] + ["--scheduler", cluster.scheduler_address,
+                                                     "--threads-per-worker", "1", "--limit", "2"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    _assert_complete_and_sound(store, sorted(TINY_MOLECULES)[:2])

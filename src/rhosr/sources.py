@@ -18,6 +18,7 @@ For sources other than QM9 the user decides the split: every item gets ``--split
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,21 +45,25 @@ class SourceItem:
     spin: int = 0
 
 
-def read_source(spec: str, split: str = "train", charge: int = 0, spin: int = 0) -> list[SourceItem]:
-    """All items of a SOURCE (see the module docstring), in labelling order."""
+def read_source(
+    spec: str, split: str = "train", charge: int = 0, spin: int = 0, limit: int | None = None
+) -> list[SourceItem]:
+    """The first ``limit`` (default all) items of a SOURCE (see the module docstring)."""
     if spec == "qm9" or spec.startswith("qm9:"):
-        return _qm9_items(spec, split)
+        return _qm9_items(spec, split, limit)
     path = Path(spec)
     if path.is_dir():
-        return list(_folder_items(path, split, charge, spin))
-    if not path.exists():
+        items = _folder_items(path, split, charge, spin)
+    elif not path.exists():
         raise InputError(f"{spec}: no such file or folder (and not qm9 or qm9:START-END)")
-    if path.suffix == ".db":
-        return list(_database_items(path, split, charge, spin))
-    return list(_frame_items(path, split, charge, spin))
+    elif path.suffix == ".db":
+        items = _database_items(path, split, charge, spin)
+    else:
+        items = _frame_items(path, split, charge, spin)
+    return list(itertools.islice(items, limit))
 
 
-def _qm9_items(spec: str, split: str) -> list[SourceItem]:
+def _qm9_items(spec: str, split: str, limit: int | None = None) -> list[SourceItem]:
     from rhosr.qm9 import iter_qm9, load_split
 
     splits = load_split()
@@ -74,6 +79,7 @@ def _qm9_items(spec: str, split: str) -> list[SourceItem]:
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             keep |= (order >= lo) & (order <= hi)
         order = order[keep]
+    order = order[:limit]
     geometry = {index: (symbols, pos) for index, symbols, pos in iter_qm9(order.tolist())}
     return [SourceItem(f"qm9_{i:06d}", tuple(geometry[i][0]), geometry[i][1], split, f"qm9:{i}")
             for i in order.tolist() if i in geometry]

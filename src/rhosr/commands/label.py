@@ -62,18 +62,18 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise InputError("--limit must be >= 0")
     preset = get_preset(args.preset)
-    items = read_source(args.source, args.split, args.charge, args.spin)
-    if args.limit is not None:
-        items = items[: args.limit]
+    items = read_source(args.source, args.split, args.charge, args.spin, args.limit)
     split_name = "qm9-seeded-v1" if args.source.startswith("qm9") else "user"
     store = DatasetStore.create(args.store, preset.to_dict(), args.upscale, args.margin, split_name,
                                 args.atrocious)
     todo = pending(items, store, args.retry_failed)
     skipped = len(items) - len(todo)
     threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    where = (f"on the Dask scheduler {args.scheduler}" if args.scheduler
+             else f"on {args.workers} worker(s)" if args.workers else "in this process")
     report(f"{len(items)} molecules from {args.source} ({args.split}); {skipped} already in the store "
-           f"or failed before; labelling {len(todo)} with preset {preset.name}, "
-           f"{args.workers} worker(s) x {threads} thread(s)")
+           f"or failed before; labelling {len(todo)} with preset {preset.name} {where}, "
+           f"{threads} thread(s) each")
     if not todo:
         return 0
     settings = LabelSettings(str(store.path), preset, args.upscale, args.margin, args.atrocious, threads)
