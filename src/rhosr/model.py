@@ -1,0 +1,162 @@
+"""The 3D super-resolution ResNet (paper SI section 2): an ``nn.Module`` and nothing else.
+
+Tensors are ``(B, C, X, Y, Z)``; the input is the SAD density on the coarse mesh
+(e/Bohr^3, one channel), the output the density on the fine mesh, ``2**num_up`` times larger
+per axis, rescaled to integrate to the electron count.
+
+Architecture (SRResNet in 3D): ``conv_first`` Conv3d(1->C, K1) + PReLU; ``body``: num_block
+residual blocks [Conv3d(K2) - InstanceNorm3d - PReLU - Conv3d(K2) - InstanceNorm3d] +
+identity; ``conv_body`` Conv3d(K2) + InstanceNorm3d; long skip from ``conv_first``;
+``upsample``: num_up blocks [Conv3d(C->8C, K2) - InstanceNorm3d - 3D pixel shuffle (x2 per
+axis) - PReLU]; ``conv_last`` Conv3d(C->1, K1); ReLU; rescale to ``N_e``. Convolutions have
+stride 1, 'same' size and circular padding (the box is periodic); instance norms have no
+affine parameters. The paper's QM9 model is ``ModelConfig(32, 5, 5, 32, 1)`` (9.35 M
+parameters), its x4 model ``ModelConfig(64, 3, 3, 64, 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rhosr.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`SRResNet3D` (BasicSR's names; the paper's in comments)."""
+
+    num_feat: int = 32  # C
+    kernel_first: int = 5  # K1 (conv_first and conv_last)
+    kernel: int = 5  # K2 (body and upsampling)
+    num_block: int = 32  # N_res
+    num_up: int = 1  # N_up: upscale = 2**num_up
+    residual_sad: bool = False  # learn the correction on top of the upsampled SAD (option)
+
+    @property
+    def upscale(self) -> int:
+        return 2**self.num_up
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"model config: unknown keys {', '.join(unknown)}")
+        return cls(**d)
+
+
+def circular_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Periodic padding of the three spatial axes by ``pad`` voxels on each side."""
+    if pad == 0:
+        return x
+    return F.pad(x, (pad,) * 6, mode="circular")
+
+
+class PeriodicConv3d(nn.Conv3d):
+    """A stride-1 'same' Conv3d on a periodic box (odd kernel)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int):
+        if kernel % 2 == 0:
+            raise InputError(f"kernel sizes must be odd, got {kernel}")
+        super().__init__(in_ch, out_ch, kernel, padding=0)
+        self.halo = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(circular_pad(x, self.halo))
+
+
+def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """(B, C*f^3, X, Y, Z) -> (B, C, f X, f Y, f Z); channel index = c*f^3 + i*f^2 + j*f + k."""
+    b, c, nx, ny, nz = x.shape
+    c_out = c // factor**3
+    x = x.view(b, c_out, factor, factor, factor, nx, ny, nz)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.reshape(b, c_out, nx * factor, ny * factor, nz * factor)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, num_feat: int, kernel: int):
+        super().__init__()
+        self.conv1 = PeriodicConv3d(num_feat, num_feat, kernel)
+        self.norm1 = nn.InstanceNorm3d(num_feat, affine=False)
+        self.act = nn.PReLU()
+        self.conv2 = PeriodicConv3d(num_feat, num_feat, kernel)
+        self.norm2 = nn.InstanceNorm3d(num_feat, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+class Upsample(nn.Module):
+    def __init__(self, num_feat: int, kernel: int):
+        super().__init__()
+        self.conv = PeriodicConv3d(num_feat, 8 * num_feat, kernel)
+        self.norm = nn.InstanceNorm3d(8 * num_feat, affine=False)
+        self.act = nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(pixel_shuffle_3d(self.norm(self.conv(x)), 2))
+
+
+class SRResNet3D(nn.Module):
+    """Coarse SAD ``(B, 1, X, Y, Z)`` -> fine density ``(B, 1, uX, uY, uZ)``, u = 2**num_up."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config.num_feat
+        self.conv_first = PeriodicConv3d(1, c, config.kernel_first)
+        self.act_first = nn.PReLU()
+        self.body = nn.Sequential(*[ResidualBlock(c, config.kernel) for _ in range(config.num_block)])
+        self.conv_body = PeriodicConv3d(c, c, config.kernel)
+        self.norm_body = nn.InstanceNorm3d(c, affine=False)
+        self.upsample = nn.Sequential(*[Upsample(c, config.kernel) for _ in range(config.num_up)])
+        self.conv_last = PeriodicConv3d(c, 1, config.kernel_first)
+
+    def forward(
+        self, sad: torch.Tensor, n_electrons: torch.Tensor | None = None,
+        voxel_volume: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) are ``(B,)``; without them
+        the output is not rescaled."""
+        feat = self.act_first(self.conv_first(sad))
+        x = self.norm_body(self.conv_body(self.body(feat))) + feat
+        out = self.conv_last(self.upsample(x))
+        if self.config.residual_sad:
+            out = out + F.interpolate(sad, scale_factor=self.config.upscale, mode="nearest")
+        out = F.relu(out)
+        if n_electrons is None or voxel_volume is None:
+            return out
+        return normalize(out, n_electrons, voxel_volume)
+
+
+def normalize(rho: torch.Tensor, n_electrons: torch.Tensor, voxel_volume: torch.Tensor) -> torch.Tensor:
+    """Scale each density so that ``sum(rho) * voxel_volume = n_electrons``; an all-zero
+    density becomes uniform instead of NaN."""
+    b = rho.shape[0]
+    n_e = n_electrons.to(rho.dtype).view(b, 1, 1, 1, 1)
+    dv = voxel_volume.to(rho.dtype).view(b, 1, 1, 1, 1)
+    total = rho.sum(dim=(1, 2, 3, 4), keepdim=True) * dv
+    n_points = rho[0].numel()
+    uniform = n_e / (n_points * dv)
+    empty = total <= torch.finfo(rho.dtype).tiny
+    return torch.where(empty, uniform.expand_as(rho), rho * (n_e / total.clamp_min(torch.finfo(rho.dtype).tiny)))
+
+
+def build_model(config: ModelConfig | dict) -> SRResNet3D:
+    """The one place a model is built from its config (training and inference alike)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return SRResNet3D(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,66 @@
+"""The 3D SRResNet: shapes, normalisation, parameter count, periodic equivariance."""
+
+import pytest
+import torch
+
+from rhosr.model import ModelConfig, build_model, count_parameters, normalize, pixel_shuffle_3d
+
+TINY = ModelConfig(num_feat=4, kernel_first=3, kernel=3, num_block=2, num_up=1)
+
+
+def _inputs(shape=(1, 1, 6, 7, 8), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("num_up", [1, 2])
+def test_output_shape_x2_x4(num_up):
+    model = build_model(ModelConfig(4, 3, 3, 1, num_up)).double()
+    out = model(_inputs())
+    assert out.shape == (1, 1, 6 * 2**num_up, 7 * 2**num_up, 8 * 2**num_up)
+
+
+def test_output_integrates_to_electron_count():
+    model = build_model(TINY).double()
+    out = model(_inputs((2, 1, 6, 7, 8)), torch.tensor([8.0, 10.0]), torch.tensor([0.1, 0.2]))
+    torch.testing.assert_close(out.sum(dim=(1, 2, 3, 4)) * torch.tensor([0.1, 0.2], dtype=out.dtype),
+                               torch.tensor([8.0, 10.0], dtype=out.dtype))
+    assert out.min() >= 0
+
+
+def test_paper_config_parameter_count():
+    assert count_parameters(build_model(ModelConfig(32, 5, 5, 32, 1))) == 9_354_403  # paper: ~9.35 M
+
+
+def test_all_zero_input_gives_finite_output():
+    model = build_model(TINY).double()
+    out = model(torch.zeros(1, 1, 6, 6, 6, dtype=torch.float64), torch.tensor([8.0]), torch.tensor([0.1]))
+    assert torch.isfinite(out).all()
+    assert float(out.sum()) * 0.1 == pytest.approx(8.0)
+    zero = normalize(torch.zeros(1, 1, 2, 2, 2), torch.tensor([4.0]), torch.tensor([0.5]))
+    assert torch.isfinite(zero).all() and float(zero.sum()) * 0.5 == pytest.approx(4.0)
+
+
+def test_periodic_shift_equivariance():
+    """Shifting the input by whole coarse voxels shifts the output by the matching fine voxels."""
+    model = build_model(TINY).double().eval()
+    x = _inputs()
+    shift = (2, -3, 5)
+    out = model(x)
+    out_shifted = model(torch.roll(x, shift, dims=(2, 3, 4)))
+    torch.testing.assert_close(out_shifted, torch.roll(out, tuple(2 * s for s in shift), dims=(2, 3, 4)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_pixel_shuffle_3d_places_channels():
+    x = torch.arange(8.0).view(1, 8, 1, 1, 1)
+    out = pixel_shuffle_3d(x)
+    assert out.shape == (1, 1, 2, 2, 2)
+    assert out[0, 0, 1, 0, 1] == 5  # channel i*4 + j*2 + k
+
+
+def test_unknown_config_keys_refused():
+    from rhosr.errors import InputError
+
+    with pytest.raises(InputError, match="unknown keys"):
+        build_model({"num_feat": 4, "width": 3})
