@@ -147,8 +147,9 @@ def normalize(rho: torch.Tensor, n_electrons: torch.Tensor, voxel_volume: torch.
     total = rho.sum(dim=(1, 2, 3, 4), keepdim=True) * dv
     n_points = rho[0].numel()
     uniform = n_e / (n_points * dv)
-    empty = total <= torch.finfo(rho.dtype).tiny
-    return torch.where(empty, uniform.expand_as(rho), rho * (n_e / total.clamp_min(torch.finfo(rho.dtype).tiny)))
+    tiny = torch.finfo(rho.dtype).tiny
+    scaled = rho * (n_e / total.clamp_min(tiny))
+    return torch.where(total <= tiny, uniform.expand_as(rho), scaled)
 
 
 def build_model(config: ModelConfig | dict) -> SRResNet3D:
