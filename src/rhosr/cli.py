@@ -14,6 +14,7 @@ COMMANDS = {
     "error": "Err_rho between two density cube files",
     "label": "label many molecules into a dataset store (DFT on Dask, resumable)",
     "store": "inspect a dataset store or export an entry",
+    "train": "train or fine-tune a density model on a store",
 }
 
 

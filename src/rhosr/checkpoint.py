@@ -1,0 +1,111 @@
+"""Self-describing models: weights in safetensors beside a JSON that says how to use them.
+
+A model folder holds ``model.safetensors`` (the ``SRResNet3D`` state dict, nothing
+executable) and ``model.json``: ``model`` (the :class:`ModelConfig`), ``input`` (``sad`` or
+``sad_atrocious``), ``grid`` (upscale, coarse and fine plane-wave spacing in Bohr, box margin),
+``preset`` (the DFT settings of the labels it learned), ``training`` (the training config),
+``val_err`` (validation Err_rho in percent), ``step``, ``epoch``, ``store`` and ``versions``.
+Loading builds the network from ``model`` with :func:`rhosr.model.build_model` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from rhosr.errors import InputError
+from rhosr.model import SRResNet3D, build_model
+
+WEIGHTS = "model.safetensors"
+META = "model.json"
+
+
+def save_model(folder: str | os.PathLike, model: SRResNet3D, meta: dict) -> None:
+    """Write ``model.safetensors`` and ``model.json`` (each atomically)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = folder / f".{WEIGHTS}.part"
+    save_file(state, str(tmp))
+    os.replace(tmp, folder / WEIGHTS)
+    from rhosr.io import atomic_write
+
+    with atomic_write(folder / META) as fh:
+        json.dump({"model": model.config.to_dict(), **meta}, fh, indent=2)
+
+
+def load_model(folder: str | os.PathLike, device: str = "cpu") -> tuple[SRResNet3D, dict]:
+    """The model of a folder written by :func:`save_model`, in eval mode, and its metadata."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / META).exists() or not (folder / WEIGHTS).exists():
+        raise InputError(f"{folder}: not a rhosr model folder ({META} + {WEIGHTS})")
+    meta = json.loads((folder / META).read_text())
+    model = build_model(meta["model"])
+    model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
+    return model.to(device).eval(), meta
+
+
+def load_weights_into(model: SRResNet3D, source: str | os.PathLike) -> None:
+    """Initialise ``model`` from a model folder or a Lightning ``.ckpt`` (fine-tuning)."""
+    source = Path(source)
+    if source.is_dir():
+        trained, _ = load_model(source)
+        state = trained.state_dict()
+    elif source.suffix == ".ckpt":
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    else:
+        raise InputError(f"{source}: --init takes a model folder or a Lightning .ckpt")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{source}: weights do not fit this model config ({str(exc).splitlines()[0]})") from None
+
+
+class BestModelExporter(L.Callback):
+    """After each validation, export the model if its validation Err_rho is the best so far."""
+
+    def __init__(self, folder: Path, config, store_meta: dict, store_path: str):
+        self.folder = Path(folder)
+        self.config = config
+        self.store_meta = store_meta
+        self.store_path = store_path
+        self.best = float("inf")
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict.get("best", float("inf"))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        err = trainer.callback_metrics.get("val_err")
+        if err is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        err = float(err)
+        if err >= self.best:
+            return
+        self.best = err
+        from rhosr.grid import FINE_KE_CUTOFF, coarse_spacing, plane_wave_spacing
+        from rhosr.store import package_versions
+
+        model = getattr(pl_module.model, "_orig_mod", pl_module.model)  # torch.compile wrapper
+        upscale = model.config.upscale
+        save_model(self.folder, model, {
+            "input": self.config.input,
+            "grid": {"upscale": upscale, "coarse_spacing_bohr": coarse_spacing(upscale),
+                     "fine_spacing_bohr": plane_wave_spacing(FINE_KE_CUTOFF),
+                     "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},
+            "preset": self.store_meta.get("preset"),
+            "training": self.config.to_dict(), "val_err": err,
+            "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
+            "store": self.store_path, "versions": package_versions(),
+        })

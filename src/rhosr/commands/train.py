@@ -1,0 +1,44 @@
+"""``rhosr train``: train or fine-tune a density model on a store (PyTorch Lightning)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Train the 3D super-resolution ResNet on a store's train entries, validating on its validation
+entries (test entries are never read). CONFIG is a YAML file or a shipped config name
+(paper_qm9, paper_x4, cpu_small, tiny). The run folder gets config.yaml, checkpoints/last.ckpt
+(--resume continues from it: optimizer, scheduler and epoch restored), best/ (the model with
+the lowest validation Err_rho: model.safetensors + model.json), metrics.csv, TensorBoard logs
+and learning_curve.png. --init starts from a trained model (fine-tuning: the same recipe).
+
+Several GPUs or nodes: --devices N --strategy ddp (under torchrun or SLURM's srun, Lightning
+picks up the ranks; see the README)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, help="dataset store (rhosr label)")
+    parser.add_argument("--config", required=True, help="YAML file or shipped config name")
+    parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    parser.add_argument("--init", default=None, help="model folder or .ckpt to start from")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--devices", default="1", help="devices per node (int or 'auto')")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ...")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rhosr.train import TrainConfig, train
+
+    config = TrainConfig.load(args.config)
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
+    result = train(args.store, config, args.out, init=args.init, resume=args.resume, devices=devices,
+                   accelerator=args.accelerator, strategy=args.strategy, num_nodes=args.num_nodes,
+                   max_steps=args.max_steps, progress=not args.no_progress)
+    best = result["best_val_err"]
+    print(f"trained to step {result['global_step']}; best validation Err_rho "
+          f"{float(best):.3f} % -> {args.out}/best" if best is not None else f"-> {args.out}")
+    return 0

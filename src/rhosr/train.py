@@ -1,0 +1,234 @@
+"""Training with PyTorch Lightning: the paper's recipe, checkpoints that describe themselves.
+
+Recipe (paper SI section 2): loss = integral |rho_pred - rho_ref| / N_e; Adam with betas
+(0.9, 0.99); the first epoch at ``lr * warmup_factor`` (1e-5), then cosine decay to zero over
+the remaining steps; batch size 1 (boxes differ in size) with optional gradient
+accumulation; random proper 90-degree rotations (:mod:`rhosr.data`); the checkpoint with the
+lowest validation Err_rho is the result.
+
+Optional crops: ``crop`` coarse points per axis, read with periodic wrap; the loss is taken
+on the core of the crop only, ``crop_halo`` coarse voxels away from its faces (by default the
+convolutional receptive radius of the model), and the prediction is not rescaled (the
+electron count of a crop is unknown). Validation always runs on whole boxes.
+
+A run folder holds: ``config.yaml`` (copied), ``checkpoints/last.ckpt`` (Lightning, for
+``--resume``: optimizer, scheduler, epoch), ``best/`` (weights in safetensors + JSON, the
+self-describing model that :func:`rhosr.checkpoint.load_model` reads), ``metrics.csv``,
+TensorBoard logs and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from rhosr.errors import InputError
+from rhosr.model import ModelConfig, build_model
+
+CONFIG_FOLDER = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the store. Unknown keys are errors."""
+
+    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+    lr: float = 0.01
+    epochs: int = 50
+    warmup_epochs: int = 1
+    warmup_factor: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.99)
+    batch_size: int = 1
+    accumulate_grad_batches: int = 1
+    crop: int | None = None
+    crop_halo: int | None = None
+    augment: bool = True
+    input: str = "sad"
+    seed: int = 0
+    num_workers: int = 0
+    precision: str = "32-true"
+    compile: bool = False
+    limit_train_batches: int | None = None
+    limit_val_batches: int | None = None
+    checkpoint_every_n_steps: int = 100
+    log_every_n_steps: int = 10
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"training config: unknown keys {', '.join(unknown)}")
+        cfg = cls(**d)
+        ModelConfig.from_dict(cfg.model)  # validate now, not after the data is loaded
+        cfg.betas = tuple(cfg.betas)
+        return cfg
+
+    @classmethod
+    def load(cls, name_or_path: str) -> TrainConfig:
+        """A YAML file, or the name of a config shipped in ``rhosr/configs``."""
+        import yaml
+
+        path = Path(name_or_path)
+        if not path.exists():
+            path = CONFIG_FOLDER / f"{name_or_path}.yaml"
+        if not path.exists():
+            shipped = ", ".join(sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml")))
+            raise InputError(f"{name_or_path}: no such config file or shipped config ({shipped})")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({exc})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @property
+    def halo(self) -> int:
+        return self.crop_halo if self.crop_halo is not None else receptive_radius(ModelConfig(**self.model))
+
+
+def receptive_radius(config: ModelConfig) -> int:
+    """How many coarse voxels the convolutions see on each side (instance norms aside)."""
+    k1, k2 = config.kernel_first // 2, config.kernel // 2
+    return k1 + 2 * k2 * config.num_block + k2 + config.num_up * k2 + math.ceil(k1 / config.upscale)
+
+
+def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Tensor,
+                 n_electrons: torch.Tensor, core: int = 0) -> torch.Tensor:
+    """Mean over the batch of ``integral |pred - label| / N_e`` (a fraction; x100 = Err_rho %).
+
+    ``core`` > 0 drops that many fine voxels at every face (crop training)."""
+    diff = (pred - label).abs()
+    if core > 0:
+        diff = diff[..., core:-core, core:-core, core:-core]
+    per_sample = diff.sum(dim=(1, 2, 3, 4)).double() * voxel_volume / n_electrons
+    return per_sample.mean()
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float) -> float:
+    """``warmup_factor`` during the warm-up, then cosine from 1 to 0 over the remaining steps."""
+    if step < warmup_steps:
+        return warmup_factor
+    remaining = max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / remaining)))
+
+
+class DensityModule(L.LightningModule):
+    """The Lightning wrapper: loss, optimizer, schedule. The network is ``self.model``."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = TrainConfig.from_dict(config)
+        self.model = build_model(self.cfg.model)
+        self.upscale = ModelConfig(**self.cfg.model).upscale
+
+    def forward(self, sad, n_electrons=None, voxel_volume=None):
+        return self.model(sad, n_electrons, voxel_volume)
+
+    def training_step(self, batch, batch_idx):
+        if self.cfg.crop:
+            pred = self.model(batch["sad"])
+            loss = density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"],
+                                core=self.cfg.halo * self.upscale)
+        else:
+            pred = self.model(batch["sad"], batch["n_electrons"], batch["voxel_volume"])
+            loss = density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
+        self.log("train_err", 100 * loss, prog_bar=True, batch_size=batch["sad"].shape[0])
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
+        return loss.float()
+
+    def validation_step(self, batch, batch_idx):
+        pred = self.model(batch["sad"], batch["n_electrons"], batch["voxel_volume"])
+        err = 100 * density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
+        self.log("val_err", err, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=1)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = max(1, total // max(1, self.cfg.epochs)) * self.cfg.warmup_epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, warmup, total, self.cfg.warmup_factor))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def make_loaders(store_path: str, cfg: TrainConfig):
+    from rhosr.data import DensityDataset
+
+    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, input_name=cfg.input)
+    val = DensityDataset(store_path, "validation", input_name=cfg.input)
+    if len(train) == 0 or len(val) == 0:
+        raise InputError(f"{store_path}: training needs train and validation entries "
+                         f"(has {len(train)} and {len(val)})")
+    if cfg.crop and cfg.crop - 2 * cfg.halo <= 0:
+        raise InputError(f"crop {cfg.crop} leaves no core inside a halo of {cfg.halo} coarse voxels; "
+                         "use a larger crop or set crop_halo")
+    kwargs = {"num_workers": cfg.num_workers, "persistent_workers": cfg.num_workers > 0}
+    batch = cfg.batch_size if cfg.crop else 1  # whole boxes differ in size
+    return (torch.utils.data.DataLoader(train, batch_size=batch, shuffle=True, **kwargs),
+            torch.utils.data.DataLoader(val, batch_size=1, shuffle=False, **kwargs))
+
+
+def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init: str | None = None,
+          resume: bool = False, devices: int | str = 1, accelerator: str = "auto",
+          strategy: str = "auto", num_nodes: int = 1, max_steps: int = -1,
+          progress: bool = True) -> dict:
+    """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``."""
+    import yaml
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from rhosr.checkpoint import BestModelExporter, load_weights_into
+    from rhosr.io import atomic_write
+    from rhosr.store import DatasetStore
+
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.exists():
+        raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
+    if not resume and last.exists():
+        raise InputError(f"{run_dir}: already holds a run; pass --resume or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(run_dir / "config.yaml") as fh:
+        yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    train_loader, val_loader = make_loaders(store_path, config)
+    module = DensityModule(config.to_dict())
+    if init and not resume:
+        load_weights_into(module.model, init)
+    if config.compile:
+        module.model = torch.compile(module.model)
+    store_meta = DatasetStore.open(store_path).meta
+    trainer = L.Trainer(
+        default_root_dir=str(run_dir), max_epochs=config.epochs, max_steps=max_steps,
+        accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+        precision=config.precision, accumulate_grad_batches=config.accumulate_grad_batches,
+        limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+        log_every_n_steps=config.log_every_n_steps, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        logger=[CSVLogger(str(run_dir), name="", version="logs"),
+                TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
+                            every_n_train_steps=config.checkpoint_every_n_steps),
+            BestModelExporter(run_dir / "best", config, store_meta, str(store_path)),
+        ],
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    trainer.save_checkpoint(str(last))  # the final state, whatever step training stopped at
+    if trainer.is_global_zero:
+        from rhosr.render import plot_learning_curve
+
+        plot_learning_curve(run_dir / "logs" / "metrics.csv", run_dir / "learning_curve.png")
+    return {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
+            "best_val_err": trainer.callback_metrics.get("val_err")}

@@ -1,0 +1,124 @@
+"""Training: the loss falls, SIGKILL + resume restores optimizer and scheduler, DDP on CPU,
+checkpoints load without executing code and give identical outputs."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rhosr.checkpoint import load_model
+from rhosr.train import TrainConfig, lr_factor, train
+
+TINY_MODEL = {"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 1, "num_up": 1}
+
+
+def _metrics(run_dir):
+    with open(run_dir / "logs" / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_tiny_model_loss_falls_5x(tiny_store, tmp_path):
+    cfg = TrainConfig(model=TINY_MODEL, lr=3e-3, epochs=150, augment=True, log_every_n_steps=1,
+                      checkpoint_every_n_steps=1000)
+    result = train(str(tiny_store), cfg, tmp_path / "run", progress=False)
+    assert result["global_step"] == 300
+    errs = [float(r["train_err"]) for r in _metrics(tmp_path / "run") if r.get("train_err")]
+    first, last = sum(errs[:10]) / 10, sum(errs[-10:]) / 10
+    assert first / last >= 5, (first, last)
+    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 0
+    model, meta = load_model(tmp_path / "run" / "best")
+    assert meta["val_err"] < errs[0] and meta["grid"]["upscale"] == 2
+
+
+def test_save_load_identical_outputs(tmp_path):
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+
+    model = build_model(TINY_MODEL).eval()
+    save_model(tmp_path / "m", model, {"input": "sad"})
+    loaded, meta = load_model(tmp_path / "m")
+    x = torch.rand(1, 1, 6, 5, 4)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert meta["model"] == {**TINY_MODEL, "residual_sad": False}
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_factor(0, 10, 110, 1e-5) == 1e-5
+    assert lr_factor(10, 10, 110, 1e-5) == pytest.approx(1.0)
+    assert lr_factor(60, 10, 110, 1e-5) == pytest.approx(0.5)
+    assert lr_factor(110, 10, 110, 1e-5) == pytest.approx(0.0)
+
+
+def test_config_files_load_and_refuse_unknown_keys(tmp_path):
+    from rhosr.errors import InputError
+
+    for name in ("paper_qm9", "paper_x4", "cpu_small", "tiny"):
+        TrainConfig.load(name)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nlearning_rate: 3\n")
+    with pytest.raises(InputError, match="unknown keys"):
+        TrainConfig.load(str(bad))
+
+
+def _train_cmd(store, out, *extra):
+    return [sys.executable, "-m", "rhosr.cli", "train", "--store", str(store), "--config", "tiny",
+            "--out", str(out), "--no-progress", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_restores_optimizer_and_scheduler(tiny_store, tmp_path):
+    import yaml
+
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump({"model": TINY_MODEL, "epochs": 1000, "checkpoint_every_n_steps": 5,
+                                      "log_every_n_steps": 1}))
+    out = tmp_path / "run"
+    cmd = _train_cmd(tiny_store, out)
+    cmd[cmd.index("tiny")] = str(config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    step = 0
+    while time.time() < deadline and step < 10:
+        time.sleep(0.5)
+        if last.exists():
+            try:
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+            except Exception:
+                step = 0  # being written
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = torch.load(last, map_location="cpu", weights_only=True)
+    assert killed["global_step"] >= 10
+    assert killed["optimizer_states"][0]["state"]  # Adam moments were saved
+    result = subprocess.run(cmd + ["--resume", "--max-steps", str(killed["global_step"] + 6)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = torch.load(last, map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == killed["global_step"] + 6
+    assert resumed["lr_schedulers"][0]["last_epoch"] == resumed["global_step"]
+    steps = sorted({int(r["step"]) for r in _metrics(out) if r.get("train_err")})
+    assert steps[-1] == resumed["global_step"] - 1
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tiny_store, tmp_path):
+    """Two gloo ranks split the two training molecules: one step per rank per epoch."""
+    import yaml
+
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump({"model": TINY_MODEL, "epochs": 3}))
+    cmd = _train_cmd(tiny_store, tmp_path / "ddp", "--devices", "2", "--strategy", "ddp",
+                     "--accelerator", "cpu")
+    cmd[cmd.index("tiny")] = str(config)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained to step 3") == 2  # both ranks
+    assert (tmp_path / "ddp" / "best" / "model.safetensors").exists()
