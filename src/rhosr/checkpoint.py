@@ -67,7 +67,8 @@ def load_weights_into(model: SRResNet3D, source: str | os.PathLike) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{source}: weights do not fit this model config ({str(exc).splitlines()[0]})") from None
+        reason = str(exc).splitlines()[0]
+        raise InputError(f"{source}: weights do not fit this model config ({reason})") from None
 
 
 class BestModelExporter(L.Callback):
