@@ -64,3 +64,28 @@ def test_unknown_config_keys_refused():
 
     with pytest.raises(InputError, match="unknown keys"):
         build_model({"num_feat": 4, "width": 3})
+
+
+def test_circular_pad_gradient_equals_pytorch():
+    import torch.nn.functional as F
+
+    from rhosr.model import circular_pad
+
+    x = torch.rand(2, 3, 5, 6, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: circular_pad(t, 2), (x,))
+    g = torch.rand(2, 3, 9, 10, 8, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(circular_pad(x, 2), x, g)
+    (theirs,) = torch.autograd.grad(F.pad(x, (2,) * 6, mode="circular"), x, g)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_x", [9, 12, 17])
+def test_cpu_slab_convolution_is_exact(n_x):
+    import rhosr.model as m
+
+    conv = m.PeriodicConv3d(3, 4, 3).double()
+    x = torch.rand(1, 3, n_x, 6, 5, dtype=torch.float64)
+    whole = torch.nn.Conv3d.forward(conv, m.circular_pad(x, 1))
+    for slabs in (2, 3):
+        sliced = m._conv_in_slabs(conv, m.circular_pad(x, 1), slabs)
+        torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-13)
