@@ -122,3 +122,24 @@ def test_ddp_two_processes_on_cpu(tiny_store, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("trained to step 3") == 2  # both ranks
     assert (tmp_path / "ddp" / "best" / "model.safetensors").exists()
+
+
+def test_train_cli_errors_are_one_line(tmp_path, run_cli, tiny_store):
+    from rhosr.config import get_preset
+    from rhosr.store import DatasetStore
+
+    empty = DatasetStore.create(tmp_path / "empty", get_preset("tiny").to_dict()).path
+    code, _, err = run_cli("train", "--store", empty, "--config", "tiny", "--out", tmp_path / "r")
+    assert code == 2 and "needs train and validation entries" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", "nope", "--out", tmp_path / "r")
+    assert code == 2 and "no such config" in err
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--out", tmp_path / "r2",
+                           "--resume")
+    assert code == 2 and "nothing to resume" in err
+
+
+def test_training_never_reads_test_entries(tiny_store):
+    from rhosr.data import DensityDataset
+
+    with pytest.raises(ValueError, match="never 'test'"):
+        DensityDataset(str(tiny_store), "test")
