@@ -142,3 +142,10 @@ def test_sources_trajectory_and_database(tmp_path, water_xyz):
     assert items[0].charge == 1 and items[0].spin == 1 and items[0].split == "validation"
     with pytest.raises(InputError, match="QM9 ranges"):
         read_source("qm9:a-b")
+
+
+def test_store_accepts_preset_with_new_documentation(tmp_path):
+    preset = get_preset("tiny").to_dict()
+    DatasetStore.create(tmp_path / "s", preset)
+    reopened = DatasetStore.create(tmp_path / "s", {**preset, "label_error_vs_paper": "re-measured"})
+    assert reopened.meta["preset"]["name"] == "tiny"

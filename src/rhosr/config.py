@@ -54,9 +54,11 @@ PRESETS: dict[str, DFTPreset] = {
     "paper": DFTPreset("paper", scf_ke_cutoff=200.0, conv_tol=1e-11, density_eval="exact",
                        label_error_vs_paper="0 (reference)"),
     "fast": DFTPreset("fast", scf_ke_cutoff=100.0, conv_tol=1e-9, density_eval="multigrid",
-                      label_error_vs_paper="see benchmarks/results/dft_presets.md"),
+                      label_error_vs_paper="0.015% mean, 0.021% max over 3 QM9 molecules "
+                                           "(benchmarks/results/dft_presets.md)"),
     "tiny": DFTPreset("tiny", scf_ke_cutoff=50.0, conv_tol=1e-7, density_eval="multigrid",
-                      label_error_vs_paper="see benchmarks/results/dft_presets.md; tests only"),
+                      label_error_vs_paper="0.40% mean, 0.59% max over 3 QM9 molecules; tests only "
+                                           "(benchmarks/results/dft_presets.md)"),
 }
 
 

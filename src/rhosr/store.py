@@ -95,7 +95,7 @@ class DatasetStore:
         if (path / "zarr.json").exists():
             store = cls.open(path)
             for key in ("preset", "upscale", "margin_angstrom", "atrocious"):
-                if store.meta.get(key) != meta[key]:
+                if _settings(store.meta.get(key)) != _settings(meta[key]):
                     raise InputError(f"{path}: store was made with {key}={store.meta.get(key)!r}, "
                                      f"not {meta[key]!r}; use another --store")
             store.cleanup_stale()
@@ -239,6 +239,13 @@ class DatasetStore:
                 "disk_bytes": size, "preset": self.meta.get("preset", {}).get("name"),
                 "upscale": self.meta.get("upscale"), "split": self.meta.get("split"),
                 "atrocious": self.meta.get("atrocious")}
+
+
+def _settings(value):
+    """What must match to add to a store: a preset's documentation string may change."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "label_error_vs_paper"}
+    return value
 
 
 def _stored_dtype(name: str, array: np.ndarray) -> np.ndarray:
