@@ -6,6 +6,14 @@ Angstrom. Density arrays have axes (x, y, z) in C order.
 
 __version__ = "0.1.0"
 
+# torch first, before any PySCF library is loaded. Both ship their own OpenMP runtime (libgomp);
+# torch puts its runtime in the global namespace when imported, and PySCF libraries loaded
+# after that bind to it. If torch came second, PySCF libraries loaded before and after it would
+# use two runtimes at once, and with OMP_NUM_THREADS > 1 the GPW SCF silently stops converging
+# (seen with PySCF 2.14 / torch 2.13; tests/test_threads.py guards it). Import rhosr before
+# using PySCF directly in the same process.
+import torch  # noqa: E402, F401
+
 from rhosr.errors import InputError, RhosrError  # noqa: E402
 from rhosr.grid import Grid, box_for_positions, place_in_box  # noqa: E402
 from rhosr.metrics import err_rho  # noqa: E402
