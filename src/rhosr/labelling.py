@@ -137,7 +137,7 @@ def run_labelling(
         for item in items:
             record(label_item(item, settings))
         return summary
-    with _dask_client(workers, scheduler, settings.threads) as client:
+    with _DaskClient(workers, scheduler, settings.threads) as client:
         from dask.distributed import as_completed
 
         n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})) or workers)
@@ -163,7 +163,7 @@ def _take(iterator, n: int) -> list:
     return out
 
 
-class _dask_client:
+class _DaskClient:
     """A Dask client on a new LocalCluster (closed on exit) or an existing scheduler."""
 
     def __init__(self, workers: int, scheduler: str | None, threads: int):
