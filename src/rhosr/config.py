@@ -44,7 +44,7 @@ class DFTPreset:
 
     @classmethod
     def from_dict(cls, d: dict) -> DFTPreset:
-        return _from_dict(cls, d)
+        return from_dict_strict(cls, d, "DFT preset")
 
     def with_options(self, **changes) -> DFTPreset:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -69,9 +69,10 @@ def get_preset(name: str) -> DFTPreset:
         raise InputError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
 
 
-def _from_dict(cls, d: dict):
+def from_dict_strict(cls, d: dict, what: str):
+    """``cls(**d)`` for a dataclass, with an InputError naming any unknown key."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise InputError(f"{cls.__name__}: unknown keys {', '.join(unknown)}")
+        raise InputError(f"{what}: unknown keys {', '.join(unknown)}")
     return cls(**d)

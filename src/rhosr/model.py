@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rhosr.config import from_dict_strict
 from rhosr.errors import InputError
 
 
@@ -46,11 +47,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"model config: unknown keys {', '.join(unknown)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "model config")
 
 
 class _CircularPad3d(torch.autograd.Function):

@@ -28,6 +28,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from rhosr.config import from_dict_strict
 from rhosr.errors import InputError
 from rhosr.model import ModelConfig, build_model
 
@@ -61,11 +62,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(f"training config: unknown keys {', '.join(unknown)}")
-        cfg = cls(**d)
+        cfg = from_dict_strict(cls, d, "training config")
         ModelConfig.from_dict(cfg.model)  # validate now, not after the data is loaded
         cfg.betas = tuple(cfg.betas)
         return cfg
