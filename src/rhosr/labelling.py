@@ -140,7 +140,7 @@ def run_labelling(
     with _DaskClient(workers, scheduler, settings.threads) as client:
         from dask.distributed import as_completed
 
-        n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})))
         queue = iter(items)
         futures = as_completed()
         for item in _take(queue, n_slots):
