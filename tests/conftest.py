@@ -55,3 +55,36 @@ def tiny_store(tmp_path_factory):
         summary = run_labelling(read_source(str(folder), split), settings, 0)
         assert summary.failed == 0
     return store.path
+
+
+def random_weights(model, seed=0):
+    """Give a model random weights (an untrained network whose output is not just its input)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _local_tiny_model():
+    from rhosr.model import ModelConfig
+
+    return ModelConfig(num_feat=4, kernel_first=3, kernel=3, num_block=2, num_up=1, norm="none",
+                       residual_sad=True)
+
+
+LOCAL_TINY_MODEL = _local_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """An untrained local (norm: none) tiny model saved as a model folder."""
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+
+    folder = tmp_path_factory.mktemp("model")
+    save_model(folder, random_weights(build_model(LOCAL_TINY_MODEL)),
+               {"input": "sad", "grid": {"upscale": 2, "margin_angstrom": 4.0}, "val_err": 50.0})
+    return folder

@@ -18,9 +18,10 @@ from rhosr.errors import InputError, RhosrError  # noqa: E402
 from rhosr.grid import Grid, box_for_positions, place_in_box  # noqa: E402
 from rhosr.metrics import err_rho  # noqa: E402
 from rhosr.molecule import Molecule, read_molecule  # noqa: E402
+from rhosr.predict import predict_density  # noqa: E402
 from rhosr.sad import sad_density  # noqa: E402
 
 __all__ = [
     "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho",
-    "place_in_box", "read_molecule", "sad_density",
+    "place_in_box", "predict_density", "read_molecule", "sad_density",
 ]

@@ -15,6 +15,8 @@ COMMANDS = {
     "label": "label many molecules into a dataset store (DFT on Dask, resumable)",
     "store": "inspect a dataset store or export an entry",
     "train": "train or fine-tune a density model on a store",
+    "predict": "predict densities with a trained model (the shipped one by default)",
+    "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",
 }
 
 

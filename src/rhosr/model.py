@@ -26,6 +26,8 @@ from torch.nn import functional as F
 from rhosr.config import from_dict_strict
 from rhosr.errors import InputError
 
+NORMS = ("instance", "none")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -37,10 +39,21 @@ class ModelConfig:
     num_block: int = 32  # N_res
     num_up: int = 1  # N_up: upscale = 2**num_up
     residual_sad: bool = False  # learn the correction on top of the upsampled SAD (option)
+    norm: str = "instance"  # "instance" (the paper) or "none" (local: crops and tiles are exact)
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise InputError(f"model config: norm must be one of {NORMS}, got {self.norm!r}")
 
     @property
     def upscale(self) -> int:
         return 2**self.num_up
+
+    @property
+    def receptive_radius(self) -> int:
+        """Coarse voxels the output at a point depends on, on each side (norms aside)."""
+        k1, k2 = self.kernel_first // 2, self.kernel // 2
+        return k1 + 2 * k2 * self.num_block + k2 + self.num_up * k2 + -(-k1 // self.upscale)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,24 +136,29 @@ def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return x.reshape(b, c_out, nx * factor, ny * factor, nz * factor)
 
 
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """Instance norm without affine parameters (the paper), or nothing (``norm: none``)."""
+    return nn.InstanceNorm3d(channels, affine=False) if kind == "instance" else nn.Identity()
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, num_feat: int, kernel: int):
+    def __init__(self, num_feat: int, kernel: int, norm: str = "instance"):
         super().__init__()
         self.conv1 = PeriodicConv3d(num_feat, num_feat, kernel)
-        self.norm1 = nn.InstanceNorm3d(num_feat, affine=False)
+        self.norm1 = make_norm(norm, num_feat)
         self.act = nn.PReLU()
         self.conv2 = PeriodicConv3d(num_feat, num_feat, kernel)
-        self.norm2 = nn.InstanceNorm3d(num_feat, affine=False)
+        self.norm2 = make_norm(norm, num_feat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
 
 
 class Upsample(nn.Module):
-    def __init__(self, num_feat: int, kernel: int):
+    def __init__(self, num_feat: int, kernel: int, norm: str = "instance"):
         super().__init__()
         self.conv = PeriodicConv3d(num_feat, 8 * num_feat, kernel)
-        self.norm = nn.InstanceNorm3d(8 * num_feat, affine=False)
+        self.norm = make_norm(norm, 8 * num_feat)
         self.act = nn.PReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,11 +174,15 @@ class SRResNet3D(nn.Module):
         c = config.num_feat
         self.conv_first = PeriodicConv3d(1, c, config.kernel_first)
         self.act_first = nn.PReLU()
-        self.body = nn.Sequential(*[ResidualBlock(c, config.kernel) for _ in range(config.num_block)])
+        norm = config.norm
+        self.body = nn.Sequential(*[ResidualBlock(c, config.kernel, norm) for _ in range(config.num_block)])
         self.conv_body = PeriodicConv3d(c, c, config.kernel)
-        self.norm_body = nn.InstanceNorm3d(c, affine=False)
-        self.upsample = nn.Sequential(*[Upsample(c, config.kernel) for _ in range(config.num_up)])
+        self.norm_body = make_norm(norm, c)
+        self.upsample = nn.Sequential(*[Upsample(c, config.kernel, norm) for _ in range(config.num_up)])
         self.conv_last = PeriodicConv3d(c, 1, config.kernel_first)
+        if config.residual_sad:  # start from the interpolated SAD itself
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     def forward(
         self, sad: torch.Tensor, n_electrons: torch.Tensor | None = None,
@@ -172,11 +194,21 @@ class SRResNet3D(nn.Module):
         x = self.norm_body(self.conv_body(self.body(feat))) + feat
         out = self.conv_last(self.upsample(x))
         if self.config.residual_sad:
-            out = out + F.interpolate(sad, scale_factor=self.config.upscale, mode="nearest")
+            out = out + upsample_linear(sad, self.config.num_up)
         out = F.relu(out)
         if n_electrons is None or voxel_volume is None:
             return out
         return normalize(out, n_electrons, voxel_volume)
+
+
+def upsample_linear(x: torch.Tensor, num_up: int = 1) -> torch.Tensor:
+    """Periodic trilinear interpolation, x2 per axis ``num_up`` times: fine point ``2i`` is
+    coarse point ``i``, fine point ``2i+1`` the mean of coarse ``i`` and ``i+1`` (wrapping)."""
+    for _ in range(num_up):
+        for axis in (2, 3, 4):
+            mid = 0.5 * (x + torch.roll(x, -1, dims=axis))
+            x = torch.stack((x, mid), dim=axis + 1).flatten(axis, axis + 1)
+    return x
 
 
 def normalize(rho: torch.Tensor, n_electrons: torch.Tensor, voxel_volume: torch.Tensor) -> torch.Tensor:

@@ -91,13 +91,7 @@ class TrainConfig:
 
     @property
     def halo(self) -> int:
-        return self.crop_halo if self.crop_halo is not None else receptive_radius(ModelConfig(**self.model))
-
-
-def receptive_radius(config: ModelConfig) -> int:
-    """How many coarse voxels the convolutions see on each side (instance norms aside)."""
-    k1, k2 = config.kernel_first // 2, config.kernel // 2
-    return k1 + 2 * k2 * config.num_block + k2 + config.num_up * k2 + math.ceil(k1 / config.upscale)
+        return self.crop_halo if self.crop_halo is not None else ModelConfig(**self.model).receptive_radius
 
 
 def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Tensor,

@@ -1,0 +1,192 @@
+"""``rhosr predict``: DFT-quality densities from a trained model, for one or many molecules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rhosr.commands.common import MOL_HELP, Reporter
+
+DESCRIPTION = """\
+Predict the valence electron density of each molecule with a trained model (the one shipped in
+the package unless --model is given): the molecule is placed in the model's box, its SAD is
+built on the coarse mesh and the network returns the density on the fine mesh (e/Bohr^3,
+rescaled to the valence electron count of the GTH pseudopotentials).
+
+Output: with one molecule, -o may name the file (x.cube or x.npy); otherwise -o is a folder and
+each molecule is written as NAME.cube (or .npy with --format npy). --png adds NAME.png (density
+isosurface with the atoms) and NAME_slices.png; --html adds NAME.html (interactive, offline).
+--reference REF.cube (one molecule, e.g. from `rhosr dft`) also prints Err_rho of the model and
+of the SAD input against it and, with --png, draws the error isosurfaces (NAME_error.png)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mols", metavar="MOL", nargs="+", help=MOL_HELP)
+    parser.add_argument(
+        "-o", "--output", required=True, help="output file (one molecule, .cube or .npy) or folder"
+    )
+    parser.add_argument(
+        "--format",
+        dest="out_format",
+        choices=("cube", "npy"),
+        default="cube",
+        help="file format when -o is a folder (default cube)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model folder (model.json + model.safetensors, e.g. a training run's "
+        "best/) or the name of a shipped model (default: the shipped model)",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    parser.add_argument("--charge", type=int, default=0, help="total charge of every molecule")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tiled inference with tiles of N coarse points per axis (models with "
+        "norm: none; same result as whole-box up to rounding)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="choose tiles so that one forward pass stays under this many GB",
+    )
+    parser.add_argument(
+        "--rotations",
+        type=int,
+        default=1,
+        metavar="N",
+        help="average the predictions over the first N of the 24 grid rotations "
+        "(1-24, default 1: no averaging; cost x N)",
+    )
+    parser.add_argument("--png", action="store_true", help="also write isosurface and slice PNGs")
+    parser.add_argument("--html", action="store_true", help="also write an interactive HTML view")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="REF.cube",
+        help="DFT density of the (single) molecule: print Err_rho of model and SAD",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _targets(args, names: list[str]) -> list[Path]:
+    from rhosr.errors import InputError
+
+    out = Path(args.output)
+    if out.suffix.lower() in (".cube", ".npy"):
+        if len(names) > 1:
+            raise InputError(f"-o {out}: {len(names)} molecules need an output folder, not a file")
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    stems, seen = [], {}
+    for name in names:  # two molecules with the same name get distinct files
+        seen[name] = seen.get(name, 0) + 1
+        stems.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return [out / f"{stem}.{args.out_format}" for stem in stems]
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from rhosr.errors import InputError
+    from rhosr.io import write_density
+    from rhosr.molecule import read_molecule
+    from rhosr.predict import load_predictor, model_folder, predict
+
+    report = Reporter(args.quiet)
+    if args.reference and len(args.mols) > 1:
+        raise InputError("--reference compares one molecule; give a single MOL")
+    mols = [read_molecule(spec, charge=args.charge) for spec in args.mols]
+    targets = _targets(args, [m.name for m in mols])
+    folder = model_folder(args.model)
+    _, meta = load_predictor(folder, args.device)
+    val = meta.get("val_err")
+    report(
+        f"model {folder.name} ({meta['model']['num_feat']} channels, {meta['model']['num_block']} blocks, "
+        f"x{2 ** meta['model']['num_up']}; validation Err_rho "
+        f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device}"
+    )
+    times = []
+    for mol, target in zip(mols, targets):
+        t0 = time.perf_counter()
+        result = predict(
+            mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory, rotations=args.rotations
+        )
+        write_density(target, result.placed.atoms, result.density)
+        elapsed = time.perf_counter() - t0
+        times.append(elapsed)
+        t = result.timings
+        print(
+            f"{mol.name}: {len(mol.atoms)} atoms, {result.n_electrons:.4f} e, fine mesh "
+            f"{'x'.join(map(str, result.grid.fine_mesh))}; SAD {t['sad_s']:.2f} s, model {t['model_s']:.2f} s"
+            f"{_tile_note(t['tile'])}, "
+            f"total {elapsed:.2f} s -> {target}",
+            flush=True,
+        )
+        if args.reference:
+            _compare(args, mol, result, target)
+        elif args.png:
+            _pictures(result, target)
+        if args.html:
+            from rhosr.pictures import html_view
+
+            html_view(target.with_suffix(".html"), result.density, result.grid, result.placed.atoms)
+    if len(times) > 1:
+        print(
+            f"{len(times)} molecules, {sum(times) / len(times):.2f} s per molecule on average",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _tile_note(tile) -> str:
+    return "" if tile is None else f" (tiles of {tile} coarse points)"
+
+
+def _pictures(result, target: Path, reference=None) -> None:
+    from rhosr.pictures import error_png, isosurface_png, slices_png
+
+    atoms = result.placed.atoms
+    isosurface_png(target.with_suffix(".png"), result.density, result.grid, atoms)
+    panels = {"prediction": result.density}
+    if reference is not None:
+        panels["DFT reference"] = reference
+        error_png(
+            target.with_name(target.stem + "_error.png"), result.density - reference, result.grid, atoms
+        )
+    slices_png(target.with_name(target.stem + "_slices.png"), panels, result.grid, atoms)
+
+
+def _compare(args, mol, result, target: Path) -> None:
+    import numpy as np
+
+    from rhosr.errors import InputError
+    from rhosr.io import read_cube
+    from rhosr.metrics import err_rho
+    from rhosr.sad import sad_density
+
+    ref = read_cube(args.reference)
+    if ref.rho.shape != result.density.shape or not np.allclose(
+        ref.atoms.cell.lengths(), result.grid.lengths_angstrom, atol=1e-4
+    ):
+        raise InputError(
+            f"{args.reference}: its box or mesh {ref.rho.shape} is not the model's "
+            f"{result.grid.fine_mesh} for this molecule (make it with `rhosr dft` and the same margin)"
+        )
+    dv, n_e = result.grid.voxel_volume("fine"), mol.n_valence
+    sad_fine = sad_density(result.placed, result.grid, "fine")
+    print(
+        f"{mol.name}: Err_rho model {err_rho(result.density, ref.rho, dv, n_e):.3f} %, "
+        f"SAD input {err_rho(sad_fine, ref.rho, dv, n_e):.3f} %  (vs {args.reference})",
+        flush=True,
+    )
+    if args.png:
+        _pictures(result, target, ref.rho)

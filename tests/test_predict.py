@@ -1,0 +1,91 @@
+"""Prediction: the CLI and Python entry points, tiled inference, rotation averaging, pictures."""
+
+import numpy as np
+import pytest
+from tests.conftest import LOCAL_TINY_MODEL as LOCAL
+from tests.conftest import random_weights as _random_weights
+
+from rhosr.cli import main
+from rhosr.data import ROTATIONS, rotate_grid
+from rhosr.inference import inverse_rotation, predict_array
+from rhosr.io import read_cube
+from rhosr.model import ModelConfig, build_model
+
+
+def test_predict_cli_writes_cube_that_integrates_to_electron_count(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "water.cube"
+    assert main(["predict", "qm9:3", "-o", str(out), "--model", str(tiny_model_dir), "--png", "--quiet"]) == 0
+    cube = read_cube(out)
+    assert cube.integral == pytest.approx(8.0, abs=1e-3)
+    assert (cube.rho >= 0).all()
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert (tmp_path / "water_slices.png").stat().st_size > 10_000
+    assert "qm9_000003: 3 atoms" in capsys.readouterr().out
+
+
+def test_predict_many_molecules_into_a_folder_with_html(tiny_model_dir, tmp_path):
+    assert main(["predict", "qm9:1", "qm9:3", "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+                 "--format", "npy", "--html", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "qm9_000001.html", "qm9_000001.npy", "qm9_000003.html", "qm9_000003.npy"]
+    assert "plotly" in (tmp_path / "out" / "qm9_000003.html").read_text()[:2_000_000].lower()
+
+
+def test_predict_density_python_api(tiny_model_dir):
+    from ase.build import molecule
+
+    import rhosr
+
+    density, grid = rhosr.predict_density(molecule("CH4"), model=tiny_model_dir)
+    assert density.shape == grid.fine_mesh
+    assert density.sum() * grid.voxel_volume("fine") == pytest.approx(8.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("tile", [5, 8, 13])
+def test_tiled_inference_equals_whole_box(tile):
+    model = _random_weights(build_model(LOCAL)).eval()
+    coarse = np.random.default_rng(1).random((17, 14, 20)).astype(np.float32)
+    whole = predict_array(model, coarse, 10.0, 0.01)
+    tiled = predict_array(model, coarse, 10.0, 0.01, tile=tile)
+    assert np.abs(tiled - whole).max() <= 1e-5 * np.abs(whole).max()
+
+
+def test_instance_norm_model_refuses_tiles():
+    from rhosr.errors import InputError
+
+    model = build_model(ModelConfig(4, 3, 3, 1, 1)).eval()
+    with pytest.raises(InputError, match="instance norm"):
+        predict_array(model, np.ones((12, 12, 12), np.float32), 8.0, 0.01, tile=6)
+
+
+@pytest.mark.parametrize("index", range(24))
+def test_inverse_rotation_undoes_each_rotation(index):
+    perm, signs = ROTATIONS[index]
+    a = np.arange(3 * 4 * 5).reshape(3, 4, 5)
+    assert np.array_equal(rotate_grid(rotate_grid(a, perm, signs), *inverse_rotation(perm, signs)), a)
+
+
+def test_rotation_average_of_an_equivariant_model_changes_nothing():
+    """A 1x1x1 model is exactly rotation-equivariant, so averaging must return its own output."""
+    model = _random_weights(build_model(ModelConfig(2, 1, 1, 1, 1, norm="none"))).eval()
+    coarse = np.random.default_rng(2).random((6, 7, 8)).astype(np.float32)
+    one = predict_array(model, coarse, 5.0, 0.02)
+    avg = predict_array(model, coarse, 5.0, 0.02, rotations=24)
+    np.testing.assert_allclose(avg, one, rtol=1e-4, atol=1e-6 * one.max())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["qm9:3", "-o", "x.cube", "--model", "no-such-model"], "no such model folder or shipped model"),
+    (["qm9:1", "qm9:3", "-o", "x.cube"], "need an output folder"),
+    (["qm9:3", "-o", "x.cube", "--device", "cuda"], "no CUDA device"),
+    (["qm9:3", "-o", "x.cube", "--rotations", "30"], "rotations must be between 1 and 24"),
+    (["nonsense_mol_file.xyz", "-o", "x.cube"], "error"),
+])
+def test_bad_predict_input_is_one_line_error(argv, message, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    if "--model" not in argv:
+        argv = [*argv, "--model", str(tiny_model_dir)]
+    assert main(["predict", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("rhosr predict: error:")
+    assert not (tmp_path / "x.cube").exists()
