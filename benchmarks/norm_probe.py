@@ -56,6 +56,12 @@ def crop(sample, size, rng):
     return rotate_grid(c, perm, signs), rotate_grid(f, perm, signs), n_e, dv
 
 
+def whole(sample, rng):
+    sad, label, n_e, dv = sample
+    perm, signs = ROTATIONS[int(rng.integers(24))]
+    return rotate_grid(sad, perm, signs), rotate_grid(label, perm, signs), n_e, dv
+
+
 @torch.no_grad()
 def whole_box_err(model, samples):
     errs = []
@@ -75,11 +81,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--whole", action="store_true", help="train on whole boxes (batch 1) instead of crops")
+    ap.add_argument("--feat", type=int, default=16)
+    ap.add_argument("--blocks", type=int, default=8)
     args = ap.parse_args()
     store = DatasetStore.open(args.store)
     ids = store.entry_ids("train")
     train, held = load(store, ids[: -args.holdout]), load(store, ids[-args.holdout :])
-    base = dict(num_feat=16, kernel_first=3, kernel=3, num_block=8, num_up=1)
+    base = dict(num_feat=args.feat, kernel_first=3, kernel=3, num_block=args.blocks, num_up=1)
     print(
         f"{len(train)} train / {len(held)} held-out train-split entries; crop {args.crop}, "
         f"halo {args.halo}, batch {args.batch}, {args.steps} steps, lr {args.lr}"
@@ -96,16 +105,17 @@ def main() -> None:
         model.train()
         t0, losses = time.perf_counter(), []
         for _ in range(args.steps):
-            batch = [crop(train[int(rng.integers(len(train)))], args.crop, rng) for _ in range(args.batch)]
+            if args.whole:
+                batch = [whole(train[int(rng.integers(len(train)))], rng)]
+            else:
+                picks = rng.integers(len(train), size=args.batch)
+                batch = [crop(train[int(i)], args.crop, rng) for i in picks]
             sad = torch.cat([b[0] for b in batch])
             label = torch.cat([b[1] for b in batch])
-            loss = density_loss(
-                model(sad),
-                label,
-                torch.tensor([b[3] for b in batch], dtype=torch.float64),
-                torch.tensor([b[2] for b in batch], dtype=torch.float64),
-                core=2 * args.halo,
-            )
+            dv = torch.tensor([b[3] for b in batch], dtype=torch.float64)
+            n_e = torch.tensor([b[2] for b in batch], dtype=torch.float64)
+            pred = model(sad, n_e, dv) if args.whole else model(sad)  # crops: N_e unknown
+            loss = density_loss(pred, label, dv, n_e, core=0 if args.whole else 2 * args.halo)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tests.conftest import random_weights
 
 from rhosr.model import ModelConfig, build_model, count_parameters, normalize, pixel_shuffle_3d
 
@@ -41,9 +42,12 @@ def test_all_zero_input_gives_finite_output():
     assert torch.isfinite(zero).all() and float(zero.sum()) * 0.5 == pytest.approx(4.0)
 
 
-def test_periodic_shift_equivariance():
+@pytest.mark.parametrize("options", [{}, {"norm": "none", "residual_sad": True}])
+def test_periodic_shift_equivariance(options):
     """Shifting the input by whole coarse voxels shifts the output by the matching fine voxels."""
-    model = build_model(TINY).double().eval()
+    import dataclasses
+
+    model = random_weights(build_model(dataclasses.replace(TINY, **options))).double().eval()
     x = _inputs()
     shift = (2, -3, 5)
     out = model(x)
@@ -77,6 +81,32 @@ def test_circular_pad_gradient_equals_pytorch():
     (ours,) = torch.autograd.grad(circular_pad(x, 2), x, g)
     (theirs,) = torch.autograd.grad(F.pad(x, (2,) * 6, mode="circular"), x, g)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("channels", [(1, 4), (4, 1), (1, 1)])
+def test_single_channel_convolution_is_exact(channels):
+    import rhosr.model as m
+
+    conv = m.PeriodicConv3d(*channels, 3).double()
+    x = torch.rand(2, channels[0], 7, 6, 5, dtype=torch.float64, requires_grad=True)
+    ours = conv(x)
+    theirs = torch.nn.Conv3d.forward(conv, m.circular_pad(x, 1))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-13)
+    g = torch.rand_like(ours)
+    torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0],
+                               rtol=0, atol=1e-13)
+
+
+def test_residual_sad_model_starts_from_the_interpolated_sad():
+    from rhosr.model import upsample_linear
+
+    model = build_model(ModelConfig(4, 3, 3, 1, 1, norm="none", residual_sad=True)).double()
+    x = _inputs()
+    torch.testing.assert_close(model(x), upsample_linear(x), rtol=0, atol=0)
+    fine = upsample_linear(x)
+    assert torch.equal(fine[..., ::2, ::2, ::2], x)  # fine point 2i is coarse point i
+    torch.testing.assert_close(fine[:, :, 1, 0, 0], 0.5 * (x[:, :, 0, 0, 0] + x[:, :, 1, 0, 0]))
+    torch.testing.assert_close(fine[:, :, -1, 0, 0], 0.5 * (x[:, :, -1, 0, 0] + x[:, :, 0, 0, 0]))  # wraps
 
 
 @pytest.mark.parametrize("n_x", [9, 12, 17])

@@ -46,7 +46,7 @@ def test_save_load_identical_outputs(tmp_path):
     x = torch.rand(1, 1, 6, 5, 4)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert meta["model"] == {**TINY_MODEL, "residual_sad": False}
+    assert meta["model"] == {**TINY_MODEL, "residual_sad": False, "norm": "instance"}
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -59,11 +59,17 @@ def test_lr_schedule_warmup_then_cosine():
 def test_config_files_load_and_refuse_unknown_keys(tmp_path):
     from rhosr.errors import InputError
 
-    for name in ("paper_qm9", "paper_x4", "cpu_small", "tiny"):
+    for name in ("paper_qm9", "paper_x4", "cpu_small", "qm9_small", "tiny"):
         TrainConfig.load(name)
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 0.1\nlearning_rate: 3\n")
     with pytest.raises(InputError, match="unknown keys"):
+        TrainConfig.load(str(bad))
+    bad.write_text("epochs: 5\nval_every_n_epochs: 2\n")
+    with pytest.raises(InputError, match="multiple of val_every_n_epochs"):
+        TrainConfig.load(str(bad))
+    bad.write_text("model: {norm: batch}\n")
+    with pytest.raises(InputError, match="norm must be one of"):
         TrainConfig.load(str(bad))
 
 

@@ -108,5 +108,30 @@ class BestModelExporter(L.Callback):
             "preset": self.store_meta.get("preset"),
             "training": self.config.to_dict(), "val_err": err,
             "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
+            "train_seconds": _train_seconds(trainer), "hardware": describe_hardware(trainer),
             "store": self.store_path, "versions": package_versions(),
         })
+
+
+def _train_seconds(trainer) -> float | None:
+    """Wall time spent training so far, summed over resumed runs (Lightning's Timer)."""
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return None if timer is None else float(timer.time_elapsed("train"))
+
+
+def describe_hardware(trainer=None) -> str:
+    """CPU model and threads, or the GPU name, of this process."""
+    import platform
+
+    if trainer is not None and trainer.strategy.root_device.type == "cuda":
+        return f"{trainer.world_size} x {torch.cuda.get_device_name(trainer.strategy.root_device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    processes = 1 if trainer is None else trainer.world_size
+    return f"CPU {cpu}, {torch.get_num_threads()} threads x {processes} process(es)"

@@ -58,12 +58,16 @@ class TrainConfig:
     limit_train_batches: int | None = None
     limit_val_batches: int | None = None
     checkpoint_every_n_steps: int = 100
+    val_every_n_epochs: int = 1
     log_every_n_steps: int = 10
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
         ModelConfig.from_dict(cfg.model)  # validate now, not after the data is loaded
+        if cfg.val_every_n_epochs < 1 or cfg.epochs % cfg.val_every_n_epochs:
+            raise InputError(f"training config: epochs ({cfg.epochs}) must be a multiple of "
+                             f"val_every_n_epochs ({cfg.val_every_n_epochs}) so the last epoch is validated")
         cfg.betas = tuple(cfg.betas)
         return cfg
 
@@ -176,7 +180,7 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
           progress: bool = True) -> dict:
     """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``."""
     import yaml
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from rhosr.checkpoint import BestModelExporter, load_weights_into
@@ -206,13 +210,15 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         precision=config.precision, accumulate_grad_batches=config.accumulate_grad_batches,
         limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
         log_every_n_steps=config.log_every_n_steps, enable_progress_bar=progress,
+        check_val_every_n_epoch=config.val_every_n_epochs,
         enable_model_summary=False, num_sanity_val_steps=0,
         logger=[CSVLogger(str(run_dir), name="", version="logs"),
                 TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
         callbacks=[
             ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
                             every_n_train_steps=config.checkpoint_every_n_steps),
-            BestModelExporter(run_dir / "best", config, store_meta, str(store_path)),
+            exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path)),
+            Timer(),
         ],
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
@@ -222,4 +228,4 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
 
         plot_learning_curve(run_dir / "logs" / "metrics.csv", run_dir / "learning_curve.png")
     return {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-            "best_val_err": trainer.callback_metrics.get("val_err")}
+            "best_val_err": None if exporter.best == float("inf") else exporter.best}
