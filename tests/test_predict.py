@@ -89,3 +89,14 @@ def test_bad_predict_input_is_one_line_error(argv, message, tiny_model_dir, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and err[-1].startswith("rhosr predict: error:")
     assert not (tmp_path / "x.cube").exists()
+
+
+def test_memory_bound_picks_tiles_with_the_same_result(tiny_model_dir):
+    from rhosr.molecule import read_molecule
+    from rhosr.predict import predict
+
+    mol = read_molecule("qm9:3")
+    whole = predict(mol, tiny_model_dir)
+    tiled = predict(mol, tiny_model_dir, max_memory_gb=0.02)
+    assert whole.timings["tile"] is None and tiled.timings["tile"] is not None
+    assert np.abs(tiled.density - whole.density).max() <= 1e-5 * whole.density.max()

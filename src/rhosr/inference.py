@@ -23,9 +23,11 @@ from rhosr.data import ROTATIONS, rotate_grid
 from rhosr.errors import InputError
 from rhosr.model import SRResNet3D
 
-BYTES_PER_COARSE_VOXEL_PER_CHANNEL = 160
-"""Peak inference memory per coarse voxel and feature channel (float32, measured with
-``benchmarks/predict_large.py``: the fine-resolution feature maps dominate)."""
+BYTES_PER_COARSE_VOXEL = (1300, 90)
+"""Peak inference memory per coarse voxel: ``a + b * channels`` bytes (float32). Measured as
+the growth of ``ru_maxrss`` over one forward pass of a 6-block K=3 model on 64^3 and 96^3
+boxes: 1,760 B per voxel with 8 channels, 2,400 B with 16 (about 1,150 + 80 C), plus ~10%;
+the fine-mesh buffers of the last convolution dominate for small C."""
 
 
 def inverse_rotation(perm, signs):
@@ -38,13 +40,15 @@ def inverse_rotation(perm, signs):
 
 def estimate_memory_bytes(model: SRResNet3D, coarse_shape) -> int:
     """Rough peak memory of one forward pass on a coarse box of this shape."""
-    return int(BYTES_PER_COARSE_VOXEL_PER_CHANNEL * model.config.num_feat * math.prod(coarse_shape))
+    a, b = BYTES_PER_COARSE_VOXEL
+    return int((a + b * model.config.num_feat) * math.prod(coarse_shape))
 
 
 def tile_for_memory(model: SRResNet3D, max_bytes: float) -> int:
     """The largest tile core (coarse points per axis) whose padded tile fits ``max_bytes``."""
     halo = tile_halo(model)
-    side = int((max_bytes / (BYTES_PER_COARSE_VOXEL_PER_CHANNEL * model.config.num_feat)) ** (1 / 3))
+    a, b = BYTES_PER_COARSE_VOXEL
+    side = int((max_bytes / (a + b * model.config.num_feat)) ** (1 / 3))
     if side - 2 * halo < 4:
         raise InputError(
             f"{max_bytes / 1e9:.2f} GB is too little memory for one tile of this model "

@@ -142,7 +142,8 @@ class PeriodicConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = circular_pad(x, self.halo)
-        if x.device.type == "cpu" and 1 in (self.in_channels, self.out_channels) and self.halo > 0:
+        if (x.device.type == "cpu" and 1 in (self.in_channels, self.out_channels) and self.halo > 0
+                and not torch.is_grad_enabled()):  # inference only: its slices' backward is slow
             return _conv_one_channel_side(self, x)
         if x.shape[0] == 1 and x.device.type == "cpu" and CPU_SLABS > 1 and x.shape[2] >= 4 * CPU_SLABS:
             return _conv_in_slabs(self, x, CPU_SLABS)
