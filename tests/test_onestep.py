@@ -39,3 +39,64 @@ def test_one_step_from_the_sad_lies_above_the_scf_minimum(water_scf):
     assert mf.e_tot + 1e-4 < result.energy_ks < mf.e_tot + 0.5
     assert abs(result.energy_harris - mf.e_tot) < 0.5
     assert np.abs(result.mo_energy[:4] - mf.mo_energy[:4]).max() > 1e-4
+
+
+@pytest.fixture(scope="module")
+def sad_cube(tmp_path_factory):
+    from rhosr.cli import main
+
+    path = tmp_path_factory.mktemp("cubes") / "water_sad.cube"
+    assert main(["sad", "qm9:3", "--mesh", "fine", "-o", str(path)]) == 0
+    return path
+
+
+def test_onestep_cli_from_a_cube_writes_json_and_molden(sad_cube, tmp_path, run_cli):
+    import json
+
+    code, out, _ = run_cli("onestep", "qm9:3", "--density", sad_cube, "--json", tmp_path / "r.json",
+                           "--molden", tmp_path / "r.molden", "--quiet")
+    assert code == 0, out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["gap"] == pytest.approx(result["lumo"] - result["homo"])
+    assert result["energy_ks"] < -17.0
+    assert "[MO]" in (tmp_path / "r.molden").read_text()
+    assert "E (Harris-Foulkes" in out
+
+
+def _write_variant(sad_cube, tmp_path, change, name):
+    from rhosr.io import read_cube, write_density
+
+    cube = read_cube(sad_cube)
+    atoms, rho = change(cube.atoms.copy(), cube.rho.copy())
+    write_density(tmp_path / name, atoms, rho)
+    return tmp_path / name
+
+
+def _negative(atoms, rho):
+    rho[0, 0, 0] = -0.05 * rho.max()
+    return atoms, rho
+
+
+def _shifted(atoms, rho):
+    atoms.translate((0.3, 0.0, 0.0))
+    return atoms, rho
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, r: (a, 1.05 * r), "pass --renormalize"),
+    (_negative, "negative values"),
+    (lambda a, r: (a, r[:-2]), "not this molecule's"),
+    (_shifted, "atoms are not this molecule's atoms"),
+])
+def test_onestep_refuses_a_wrong_density(sad_cube, tmp_path, run_cli, change, message):
+    bad = _write_variant(sad_cube, tmp_path, change, "bad.cube")
+    code, _, err = run_cli("onestep", "qm9:3", "--density", bad, "--json", tmp_path / "r.json")
+    assert code == 2
+    assert message in err.strip().splitlines()[-1]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_onestep_renormalizes_when_asked(sad_cube, tmp_path, run_cli):
+    scaled = _write_variant(sad_cube, tmp_path, lambda a, r: (a, 1.05 * r), "scaled.cube")
+    code, _, err = run_cli("onestep", "qm9:3", "--density", scaled, "--renormalize")
+    assert code == 0 and "rescaled from 8.39" in err

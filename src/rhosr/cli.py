@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "train or fine-tune a density model on a store",
     "predict": "predict densities with a trained model (the shipped one by default)",
     "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",
+    "onestep": "energies and orbitals from one Kohn-Sham diagonalisation of a density",
 }
 
 
