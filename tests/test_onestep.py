@@ -100,3 +100,29 @@ def test_onestep_renormalizes_when_asked(sad_cube, tmp_path, run_cli):
     scaled = _write_variant(sad_cube, tmp_path, lambda a, r: (a, 1.05 * r), "scaled.cube")
     code, _, err = run_cli("onestep", "qm9:3", "--density", scaled, "--renormalize")
     assert code == 0 and "rescaled from 8.39" in err
+
+
+def test_fourier_resample_is_exact_for_band_limited_densities():
+    from rhosr.dft.guess import fourier_resample
+
+    axes = np.meshgrid(*[np.arange(n) / n for n in (20, 24, 18)], indexing="ij")
+    coarse_axes = np.meshgrid(*[np.arange(n) / n for n in (14, 16, 12)], indexing="ij")
+
+    def f(x, y, z):
+        return 1 + 0.5 * np.cos(2 * np.pi * x) * np.sin(4 * np.pi * y) + 0.2 * np.cos(6 * np.pi * z)
+
+    np.testing.assert_allclose(fourier_resample(f(*axes), (14, 16, 12)), f(*coarse_axes), atol=1e-12)
+
+
+def test_scf_from_the_model_guess_reaches_the_same_energy(tiny_model_dir, tmp_path, run_cli):
+    import json
+
+    results = {}
+    for guess in ("model", "minao"):
+        code, out, _ = run_cli("scf", "qm9:3", "--guess", guess, "--model", tiny_model_dir, "--preset", "tiny",
+                               "--json", tmp_path / f"{guess}.json", "--quiet")
+        assert code == 0, out
+        results[guess] = json.loads((tmp_path / f"{guess}.json").read_text())
+    assert results["model"]["converged"] and results["minao"]["converged"]
+    assert results["model"]["energy"] == pytest.approx(results["minao"]["energy"], abs=1e-5)
+    assert results["model"]["guess_seconds"] > 0 and results["minao"]["guess_seconds"] == 0

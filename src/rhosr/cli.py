@@ -18,6 +18,7 @@ COMMANDS = {
     "predict": "predict densities with a trained model (the shipped one by default)",
     "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",
     "onestep": "energies and orbitals from one Kohn-Sham diagonalisation of a density",
+    "scf": "the full GPW SCF from the model's density or PySCF's guesses",
 }
 
 
