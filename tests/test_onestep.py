@@ -126,3 +126,17 @@ def test_scf_from_the_model_guess_reaches_the_same_energy(tiny_model_dir, tmp_pa
     assert results["model"]["converged"] and results["minao"]["converged"]
     assert results["model"]["energy"] == pytest.approx(results["minao"]["energy"], abs=1e-5)
     assert results["model"]["guess_seconds"] > 0 and results["minao"]["guess_seconds"] == 0
+
+
+def test_density_fit_reproduces_a_density_in_the_auxiliary_basis():
+    from rhosr.dft.density_fit import _aux_cell, fit_density
+    from rhosr.metrics import err_rho
+
+    placed, grid = place_in_box(read_molecule("qm9:3"), 2, 3.0)
+    auxcell = _aux_cell(placed, grid, "gth-tzv2p", "gth-pbe")[1]
+    coeff = np.random.default_rng(0).random(auxcell.nao_nr()) * 0.05
+    rho = (auxcell.pbc_eval_gto("GTOval", auxcell.get_uniform_grids(grid.fine_mesh)) @ coeff).reshape(grid.fine_mesh)
+    fitted, info = fit_density(placed, grid, rho)
+    n_e = float(rho.sum() * grid.voxel_volume())
+    assert err_rho(fitted, rho, grid.voxel_volume(), n_e) < 1e-3
+    assert info["n_aux"] == auxcell.nao_nr()
