@@ -1,6 +1,6 @@
 """Err_rho of the best overlap-metric fit of the label in PySCF's default auxiliary basis.
 
-    OMP_NUM_THREADS=1 python benchmarks/density_fit_baseline.py STORE --n 20 [--split test]
+OMP_NUM_THREADS=1 python benchmarks/density_fit_baseline.py STORE --n 20 [--split test]
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def main() -> None:
         fitted, info = fit_density(placed, grid, label, meta["basis"])
         err = err_rho(fitted, label, grid.voxel_volume(), meta["n_electrons"])
         errs.append(err)
-        rows.append(f"| {entry_id} | {len(meta['symbols'])} | {info['n_aux']} | {err:.3f} | "
-                    f"{time.perf_counter() - t0:.1f} |")
+        rows.append(
+            f"| {entry_id} | {len(meta['symbols'])} | {info['n_aux']} | {err:.3f} | "
+            f"{time.perf_counter() - t0:.1f} |"
+        )
         print(rows[-1], flush=True)
     lines = [
         "# Density-fitting baseline (overlap metric, PySCF's default auxiliary basis for GTH-TZV2P)",

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
                    accelerator=args.accelerator, strategy=args.strategy, num_nodes=args.num_nodes,
                    max_steps=args.max_steps, progress=not args.no_progress)
     best = result["best_val_err"]
-    print(f"trained to step {result['global_step']}; best validation Err_rho "
-          f"{float(best):.3f} % -> {args.out}/best" if best is not None else f"-> {args.out}")
+    summary = f"best validation Err_rho {float(best):.3f} % " if best is not None else ""
+    print(f"trained to step {result['global_step']}; {summary}-> {args.out}/best")
     return 0
