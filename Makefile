@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	bash examples/01_sad_vs_dft.sh
+	bash examples/02_predict_vs_dft.sh
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks

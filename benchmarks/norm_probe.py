@@ -26,6 +26,7 @@ VARIANTS = {
     "instance": dict(norm="instance", residual_sad=False),
     "none": dict(norm="none", residual_sad=False),
     "none+residual": dict(norm="none", residual_sad=True),
+    "instance+residual": dict(norm="instance", residual_sad=True),
 }
 
 

@@ -119,8 +119,8 @@ def test_scf_from_the_model_guess_reaches_the_same_energy(tiny_model_dir, tmp_pa
 
     results = {}
     for guess in ("model", "minao"):
-        code, out, _ = run_cli("scf", "qm9:3", "--guess", guess, "--model", tiny_model_dir, "--preset", "tiny",
-                               "--json", tmp_path / f"{guess}.json", "--quiet")
+        code, out, _ = run_cli("scf", "qm9:3", "--guess", guess, "--model", tiny_model_dir, "--preset",
+                               "tiny", "--json", tmp_path / f"{guess}.json", "--quiet")
         assert code == 0, out
         results[guess] = json.loads((tmp_path / f"{guess}.json").read_text())
     assert results["model"]["converged"] and results["minao"]["converged"]
@@ -135,7 +135,8 @@ def test_density_fit_reproduces_a_density_in_the_auxiliary_basis():
     placed, grid = place_in_box(read_molecule("qm9:3"), 2, 3.0)
     auxcell = _aux_cell(placed, grid, "gth-tzv2p", "gth-pbe")[1]
     coeff = np.random.default_rng(0).random(auxcell.nao_nr()) * 0.05
-    rho = (auxcell.pbc_eval_gto("GTOval", auxcell.get_uniform_grids(grid.fine_mesh)) @ coeff).reshape(grid.fine_mesh)
+    chi = auxcell.pbc_eval_gto("GTOval", auxcell.get_uniform_grids(grid.fine_mesh))
+    rho = (chi @ coeff).reshape(grid.fine_mesh)
     fitted, info = fit_density(placed, grid, rho)
     n_e = float(rho.sum() * grid.voxel_volume())
     assert err_rho(fitted, rho, grid.voxel_volume(), n_e) < 1e-3

@@ -100,3 +100,22 @@ def test_memory_bound_picks_tiles_with_the_same_result(tiny_model_dir):
     tiled = predict(mol, tiny_model_dir, max_memory_gb=0.02)
     assert whole.timings["tile"] is None and tiled.timings["tile"] is not None
     assert np.abs(tiled.density - whole.density).max() <= 1e-5 * whole.density.max()
+
+
+def test_shipped_model_loads_offline_and_predicts_water(monkeypatch):
+    """The default model ships inside the package: no network, no download, a sane density."""
+    import socket
+
+    from rhosr.molecule import read_molecule
+    from rhosr.predict import DEFAULT_MODEL, load_predictor, predict, shipped_models
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert DEFAULT_MODEL in shipped_models()
+    model, meta = load_predictor()
+    assert meta["val_err"] < 14.0 and "test" in meta
+    result = predict(read_molecule("qm9:3"))
+    assert result.n_electrons == pytest.approx(8.0, rel=1e-5)
+    assert np.isfinite(result.density).all() and result.density.min() >= 0

@@ -6,7 +6,8 @@ metric: ``S c = b``, ``S_PQ = int chi_P chi_Q``, ``b_P = int chi_P rho``, both i
 fine mesh (lattice-summed functions). With the same quadrature for both, the fit is the exact
 least-squares projection on the mesh the error is measured on; with an analytic ``S`` the
 steepest auxiliary functions, which the 0.083 Angstrom mesh does not integrate exactly, left
-0.1% of error even for a density that is itself an auxiliary expansion. Err_rho of the fitted density against the label tells users how close
+0.1% of error even for a density that is itself an auxiliary expansion.
+Err_rho of the fitted density against the label tells users how close
 an atom-centred Gaussian model could ever get (paper: 0.29%).
 """
 
