@@ -73,7 +73,8 @@ def main() -> None:
     lines = [
         "# Tiled inference of a 1029-atom water cluster",
         "",
-        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} {' '.join(['python', *sys.argv])}`"
+        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} "
+        f"{' '.join(['python', *sys.argv])}`"
         " (time and memory depend on the model's architecture, not on its weights)",
         "",
         "| setting | atoms | fine mesh | tile (coarse) | SAD s | model s | total s | peak memory GB "
