@@ -60,8 +60,8 @@ def main() -> None:
         f"- Store `{meta['store']}` (QM9 geometries from qm9pack, seeded split "
         f"`{store.meta.get('split')}`), labels with preset `{meta['preset']['name']}` "
         f"({meta['preset'].get('label_error_vs_paper', '')}).",
-        f"- Entries when evaluated: train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']}.",
+        f"- Entries in the store at shipping: train {counts['train']}, validation {counts['validation']}, "
+        f"test {counts['test']} (the test figures below use the {s['n_molecules']} evaluated).",
         "",
         "## Training",
         f"- Config: `{json.dumps(meta['training'])}`.",

@@ -265,7 +265,7 @@ def evaluate_store(
     results = []
     from tqdm import tqdm
 
-    for entry_id in tqdm(ids, desc=f"evaluating {split}", disable=not progress, unit="mol"):
+    for entry_id in tqdm(ids, desc=f"evaluating {split}", disable=None if progress else True, unit="mol"):
         m = store.entry_meta(entry_id)
         entry = store.read_entry(entry_id, tuple(dict.fromkeys((input_name, "sad", "label"))))
         lengths = m["grid"]["lengths_bohr"]
