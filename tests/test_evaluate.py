@@ -78,3 +78,12 @@ def test_evaluate_bad_inputs(tmp_path, run_cli, tiny_store):
     assert code == 2 and err.strip().endswith("not a folder")
     code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "test", "--model", "nope")
     assert code == 2 and "no such model" in err
+
+
+def test_store_entries_are_evaluated_in_the_split_random_order():
+    from rhosr.evaluation import _in_split_order
+    from rhosr.qm9 import load_split
+
+    first = [f"qm9_{int(i):06d}" for i in load_split()["test"][:3]]
+    ids = sorted(first) + ["water"]
+    assert _in_split_order(ids, "test") == [*first, "water"]

@@ -234,6 +234,16 @@ def _plot(path: Path, results: list[MoleculeResult]) -> None:
     plt.close(fig)
 
 
+def _in_split_order(ids: list[str], split: str) -> list[str]:
+    """QM9 entries in the committed split's seeded random order (so ``--limit N`` evaluates a
+    random sample even if a store also holds molecules labelled in another order); other
+    entries after them, by name."""
+    from rhosr.qm9 import load_split
+
+    position = {f"qm9_{int(i):06d}": k for k, i in enumerate(load_split().get(split, []))}
+    return sorted(ids, key=lambda i: (position.get(i, len(position)), i))
+
+
 def evaluate_store(
     store_path: str,
     split: str,
@@ -259,7 +269,7 @@ def evaluate_store(
             f"x{store.meta.get('upscale')}"
         )
     input_name = meta.get("input", "sad")
-    ids = store.entry_ids(split)[:limit]
+    ids = _in_split_order(store.entry_ids(split), split)[:limit]
     if not ids:
         raise InputError(f"{store_path}: no {split} entries to evaluate")
     results = []

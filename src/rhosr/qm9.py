@@ -78,14 +78,14 @@ def make_split(seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
 
     DeepDFT's split, which the paper followed, holds out 10,000 test molecules; its split file
     is not available offline, so ours is drawn the same size from a seeded permutation of the
-    molecules qm9pack ships. Test and validation are sorted; training keeps the permuted
-    order, so the first N training molecules are a random sample for any N.
+    molecules qm9pack ships. Every split keeps the permuted order, so its first N molecules are
+    a random sample for any N (QM9's index order is by size: the first molecules are the
+    smallest, and a store labelled in index order would be a biased sample).
     """
     available = np.array([index for index, _, _ in iter_qm9()], dtype=np.int64)
     perm = np.random.default_rng(seed).permutation(available)
     n_test, n_val = SPLIT_SIZES["test"], SPLIT_SIZES["validation"]
-    return {"test": np.sort(perm[:n_test]), "validation": np.sort(perm[n_test:n_test + n_val]),
-            "train": perm[n_test + n_val:]}
+    return {"test": perm[:n_test], "validation": perm[n_test:n_test + n_val], "train": perm[n_test + n_val:]}
 
 
 def load_split() -> dict[str, np.ndarray]:

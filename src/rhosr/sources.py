@@ -5,7 +5,7 @@ A SOURCE is one of:
 - ``qm9`` or ``qm9:START-END[,START-END...]`` - QM9 molecules (qm9pack), restricted to the
   committed split named by ``--split`` (``rhosr/data/qm9_split.npz``); training molecules come
   in the split's seeded random order, so ``--limit N`` labels a random sample that later runs
-  extend; validation and test in index order. IDs ``qm9_000123``.
+  extend; validation and test likewise. IDs ``qm9_000123``.
 - a folder - every structure file in it (sorted by name; one molecule per file). IDs: stems.
 - ``*.db`` - an ASE database; charge from the row's ``total_charge`` key (ASE reserves
   ``charge`` for the sum of initial charges, used if non-zero), spin from ``spin``.
