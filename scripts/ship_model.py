@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--test-report", required=True, help="rhosr evaluate -o folder, test split")
     ap.add_argument("--command-train", default="")
     ap.add_argument("--command-eval", default="")
+    ap.add_argument("--note", default="", help="a limitations paragraph for the card")
     args = ap.parse_args()
     run = Path(args.run_dir)
     meta = json.loads((run / "best" / "model.json").read_text())
@@ -83,6 +84,7 @@ def main() -> None:
         "",
         "Per-element error: |drho| over the points within the element's covalent radius (Pyykko & "
         "Atsumi), relative to the reference electrons there.",
+        *(["", "## Limitations", "", args.note] if args.note else []),
     ]
     (target / "MODEL_CARD.md").write_text("\n".join(line for line in lines) + "\n")
     print(f"shipped {target}")
