@@ -45,8 +45,9 @@ def checked_density(
                 f"{source}: negative values down to {low:.3g} e/Bohr^3 "
                 f"({-low / rho.max():.2%} of the maximum): not a density"
             )
+        n_negative = int((rho < 0).sum())
         rho = np.clip(rho, 0.0, None)
-        notes.append(f"set {int((rho == 0).sum())} slightly negative values (>= {low:.2g}) to zero")
+        notes.append(f"set {n_negative} slightly negative values (>= {low:.2g}) to zero")
     count = float(rho.sum() * voxel_volume)
     if count <= 0:
         raise InputError(f"{source}: integrates to {count:.4g} electrons")
