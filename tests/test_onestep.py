@@ -141,3 +141,13 @@ def test_density_fit_reproduces_a_density_in_the_auxiliary_basis():
     n_e = float(rho.sum() * grid.voxel_volume())
     assert err_rho(fitted, rho, grid.voxel_volume(), n_e) < 1e-3
     assert info["n_aux"] == auxcell.nao_nr()
+
+
+def test_onestep_zeroes_shallow_negative_ringing_with_a_note(sad_cube, tmp_path, run_cli):
+    def ringing(atoms, rho):
+        rho[0, 0, :3] = -1e-5 * rho.max()
+        return atoms, rho
+
+    cube = _write_variant(sad_cube, tmp_path, ringing, "ringing.cube")
+    code, _, err = run_cli("onestep", "qm9:3", "--density", cube)
+    assert code == 0 and "set 3 slightly negative values" in err
