@@ -6,20 +6,18 @@ OMP_NUM_THREADS=1 python benchmarks/density_fit_baseline.py STORE --n 20 [--spli
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
 
 from rhosr.dft.density_fit import fit_density
-from rhosr.grid import BOHR_ANGSTROM, Grid
+from rhosr.grid import Grid
 from rhosr.metrics import err_rho
 from rhosr.molecule import Molecule
-from rhosr.store import DatasetStore
+from rhosr.store import DatasetStore, entry_atoms
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,9 +32,7 @@ def main() -> None:
     rows, errs = [], []
     for entry_id in store.entry_ids(args.split)[: args.n]:
         meta = store.entry_meta(entry_id)
-        positions = meta["positions_bohr"]
-        positions = np.asarray(json.loads(positions) if isinstance(positions, str) else positions)
-        placed = Molecule(Atoms(meta["symbols"], positions * BOHR_ANGSTROM), name=entry_id)
+        placed = Molecule(entry_atoms(meta), name=entry_id)
         grid = Grid.from_dict(meta["grid"])
         label = np.asarray(store.read_entry(entry_id, ("label",)).label, np.float64)
         t0 = time.perf_counter()

@@ -12,22 +12,19 @@ Err_rho of each, the spread between orientations, and the mean gain of averaging
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from rhosr.config import get_preset
 from rhosr.dft import run_label
-from rhosr.grid import BOHR_ANGSTROM
 from rhosr.metrics import err_rho
 from rhosr.molecule import Molecule
 from rhosr.predict import model_folder, predict
-from rhosr.store import DatasetStore
+from rhosr.store import DatasetStore, entry_atoms
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,9 +43,7 @@ def main() -> None:
     rows, stats = [], []
     for entry_id in store.entry_ids("test")[: args.n]:
         meta = store.entry_meta(entry_id)
-        positions = meta["positions_bohr"]
-        positions = np.asarray(json.loads(positions) if isinstance(positions, str) else positions)
-        mol = Molecule(Atoms(meta["symbols"], positions * BOHR_ANGSTROM), name=entry_id)
+        mol = Molecule(entry_atoms(meta), name=entry_id)
         label = np.asarray(store.read_entry(entry_id, ("label",)).label, np.float64)
         turned = mol.atoms.copy()
         turned.set_positions(

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from ase import Atoms
 
 from rhosr.evaluation import element_masks, evaluate_pair
 from rhosr.grid import BOHR_ANGSTROM
@@ -50,7 +49,7 @@ def test_evaluate_store_split_writes_reports(tiny_store, tiny_model_dir, tmp_pat
 
 
 def test_evaluate_cube_folders(tiny_store, tmp_path, run_cli):
-    from rhosr.store import DatasetStore
+    from rhosr.store import DatasetStore, entry_atoms
 
     store = DatasetStore.open(tiny_store)
     (pred_dir := tmp_path / "pred").mkdir()
@@ -58,10 +57,7 @@ def test_evaluate_cube_folders(tiny_store, tmp_path, run_cli):
     for entry_id in store.entry_ids("train"):
         meta = store.entry_meta(entry_id)
         label = np.asarray(store.read_entry(entry_id, ("label",)).label, float)
-        positions = meta["positions_bohr"]
-        positions = json.loads(positions) if isinstance(positions, str) else positions
-        atoms = Atoms(meta["symbols"], np.asarray(positions) * BOHR_ANGSTROM,
-                      cell=np.asarray(meta["grid"]["lengths_bohr"]) * BOHR_ANGSTROM, pbc=True)
+        atoms = entry_atoms(meta)
         write_density(ref_dir / f"{entry_id}.cube", atoms, label)
         write_density(pred_dir / f"{entry_id}.cube", atoms, 0.99 * label)
     code, out, _ = run_cli("evaluate", "--cubes", pred_dir, ref_dir, "-o", tmp_path / "rep")

@@ -292,13 +292,11 @@ def evaluate_store(
             device=device,
         )
         seconds = time.perf_counter() - t0
-        positions = m["positions_bohr"]
-        positions = json.loads(positions) if isinstance(positions, str) else positions
         results.append(
             evaluate_pair(
                 entry_id,
                 m["symbols"],
-                np.asarray(positions),
+                np.asarray(m["positions_bohr"]),
                 lengths,
                 m["n_electrons"],
                 pred,

@@ -241,6 +241,16 @@ class DatasetStore:
                 "atrocious": self.meta.get("atrocious")}
 
 
+def entry_atoms(meta: dict):
+    """The ASE ``Atoms`` of an entry's metadata: box frame, Angstrom, with its periodic cell."""
+    from ase import Atoms
+
+    from rhosr.grid import BOHR_ANGSTROM
+
+    return Atoms(meta["symbols"], np.asarray(meta["positions_bohr"]) * BOHR_ANGSTROM,
+                 cell=np.asarray(meta["grid"]["lengths_bohr"]) * BOHR_ANGSTROM, pbc=True)
+
+
 def _settings(value):
     """What must match to add to a store: a preset's documentation string may change."""
     if isinstance(value, dict):

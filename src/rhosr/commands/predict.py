@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     times = []
     for mol, target in zip(mols, targets):
         t0 = time.perf_counter()
-        result = predict(
-            mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory, rotations=args.rotations
-        )
+        with _TileProgress(mol.name, args.quiet) as progress:
+            result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
+                             rotations=args.rotations, progress=progress)
         write_density(target, result.placed.atoms, result.density)
         elapsed = time.perf_counter() - t0
         times.append(elapsed)
@@ -145,6 +145,29 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+class _TileProgress:
+    """A progress bar over the tiles of one molecule (shown only when it is tiled)."""
+
+    def __init__(self, name: str, quiet: bool):
+        self.name, self.quiet, self.bar = name, quiet, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"{self.name} tiles", unit="tile", disable=self.quiet or None)
+        if done == 1 and self.bar.n >= total:  # the next rotation starts over
+            self.bar.reset()
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _tile_note(tile) -> str:

@@ -50,20 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(store, args) -> int:
-    import numpy as np
-    from ase import Atoms
-
     from rhosr.errors import InputError
-    from rhosr.grid import BOHR_ANGSTROM, Grid
     from rhosr.io import write_density
+    from rhosr.store import entry_atoms
 
     entry = store.read_entry(args.id, arrays=(args.what,))
     rho = getattr(entry, args.what)
     if rho is None:
         raise InputError(f"entry {args.id} has no {args.what} array")
-    grid = Grid.from_dict(entry.meta["grid"])
-    positions = np.asarray(entry.meta["positions_bohr"]) * BOHR_ANGSTROM
-    atoms = Atoms(entry.meta["symbols"], positions, cell=grid.lengths_angstrom, pbc=True)
-    write_density(args.output, atoms, rho)
+    write_density(args.output, entry_atoms(entry.meta), rho)
     print(f"{args.id}: {args.what} {'x'.join(map(str, rho.shape))} -> {args.output}")
     return 0
