@@ -2,9 +2,10 @@
 
     python scripts/export_run.py ~/runs/qm9_small benchmarks/results/training/qm9_small
 
-Copies ``config.yaml``, ``logs/metrics.csv``, ``best/`` (model.json + model.safetensors) and
-``checkpoints/last.ckpt`` (so ``rhosr train --resume`` can continue on a fresh machine: copy the
-folder back to a run folder), and draws ``learning_curve.png`` from the CSV.
+Copies ``config.yaml``, ``logs/metrics.csv`` (merged over resumed segments), ``best/``
+(model.json + model.safetensors) and ``checkpoints/last.ckpt`` (so ``rhosr train --resume``
+can continue on a fresh machine: copy the folder back to a run folder), and draws
+``learning_curve.png`` from the CSV.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rhosr.render import plot_learning_curve
+from rhosr.render import plot_learning_curve, read_metrics, write_metrics
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
     (dest / "logs").mkdir(parents=True, exist_ok=True)
     (dest / "checkpoints").mkdir(exist_ok=True)
     shutil.copy(run / "config.yaml", dest / "config.yaml")
-    shutil.copy(run / "logs" / "metrics.csv", dest / "logs" / "metrics.csv")
+    write_metrics(read_metrics(run / "logs"), dest / "logs" / "metrics.csv")  # every resumed segment
     if (run / "best").exists():
         shutil.copytree(run / "best", dest / "best", dirs_exist_ok=True)
     if (run / "checkpoints" / "last.ckpt").exists():

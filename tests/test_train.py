@@ -1,7 +1,6 @@
 """Training: the loss falls, SIGKILL + resume restores optimizer and scheduler, DDP on CPU,
 checkpoints load without executing code and give identical outputs."""
 
-import csv
 import os
 import signal
 import subprocess
@@ -18,8 +17,9 @@ TINY_MODEL = {"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 1, "nu
 
 
 def _metrics(run_dir):
-    with open(run_dir / "logs" / "metrics.csv") as fh:
-        return list(csv.DictReader(fh))
+    from rhosr.render import read_metrics
+
+    return read_metrics(run_dir / "logs")
 
 
 @pytest.mark.slow
@@ -112,6 +112,8 @@ def test_sigkill_then_resume_restores_optimizer_and_scheduler(tiny_store, tmp_pa
     assert resumed["lr_schedulers"][0]["last_epoch"] == resumed["global_step"]
     steps = sorted({int(r["step"]) for r in _metrics(out) if r.get("train_err")})
     assert steps[-1] == resumed["global_step"] - 1
+    assert steps[0] == 0  # the segment before the kill is kept (Lightning's logger deletes it)
+    assert len(steps) == len(set(steps)) and list(steps) == list(range(steps[0], steps[-1] + 1))
 
 
 @pytest.mark.slow

@@ -6,27 +6,76 @@ import csv
 import os
 from pathlib import Path
 
+HISTORY_FOLDER = "history"
+"""Inside a run's ``logs/``: the ``metrics.csv`` of each earlier segment of a resumed run
+(Lightning's CSV logger deletes ``metrics.csv`` when a run resumes, so training moves it here first)."""
 
-def plot_learning_curve(metrics_csv: str | os.PathLike, png: str | os.PathLike) -> bool:
-    """Training and validation Err_rho (%) against step from Lightning's ``metrics.csv``."""
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return [row for row in csv.DictReader(fh) if row.get("step")]
+
+
+def read_metrics(logs: str | os.PathLike) -> list[dict]:
+    """All logged rows of a run, oldest first, as dicts of strings.
+
+    ``logs`` is a run's ``logs/`` folder (its ``history/metrics-*.csv`` segments, then
+    ``metrics.csv``) or a single CSV file. Rows of a segment at or beyond the first step of the
+    next segment are dropped: the run resumed from an earlier checkpoint and logged them again.
+    """
+    logs = Path(logs)
+    if logs.is_file():
+        return _read_csv(logs)
+    parts = sorted((logs / HISTORY_FOLDER).glob("metrics-*.csv")) + [logs / "metrics.csv"]
+    segments = [_read_csv(p) for p in parts if p.exists()]
+    rows: list[dict] = []
+    for i, segment in enumerate(segments):
+        later = [int(float(r["step"])) for s in segments[i + 1:] for r in s[:1]]
+        cut = min(later) if later else None
+        rows += [r for r in segment if cut is None or int(float(r["step"])) < cut]
+    return rows
+
+
+def keep_metrics_history(logs: str | os.PathLike) -> Path | None:
+    """Move ``logs/metrics.csv`` to ``logs/history/metrics-NNN.csv`` before a resumed run starts."""
+    current = Path(logs) / "metrics.csv"
+    if not current.exists():
+        return None
+    history = Path(logs) / HISTORY_FOLDER
+    history.mkdir(exist_ok=True)
+    target = history / f"metrics-{len(list(history.glob('metrics-*.csv'))):03d}.csv"
+    current.rename(target)
+    return target
+
+
+def write_metrics(rows: list[dict], path: str | os.PathLike) -> None:
+    """One CSV with every column that any row has (e.g. a merged history for export)."""
+    keys = sorted({k for r in rows for k in r})
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_learning_curve(logs: str | os.PathLike, png: str | os.PathLike) -> bool:
+    """Training and validation Err_rho (%) against step, from a run's ``logs/`` folder (every
+    segment of a resumed run) or one ``metrics.csv``. Returns False when there is nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(metrics_csv)
-    if not path.exists():
+    if not Path(logs).exists():
         return False
     train, val = [], []
-    with open(path) as fh:
-        for row in csv.DictReader(fh):
-            step = int(float(row["step"])) if row.get("step") else None
-            if step is None:
-                continue
-            if row.get("train_err"):
-                train.append((step, float(row["train_err"])))
-            if row.get("val_err"):
-                val.append((step, float(row["val_err"])))
+    for row in read_metrics(logs):
+        step = int(float(row["step"]))
+        if row.get("train_err"):
+            train.append((step, float(row["train_err"])))
+        if row.get("val_err"):
+            val.append((step, float(row["val_err"])))
+    if not train and not val:
+        return False
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     if train:
         ax.plot(*zip(*train), lw=0.8, alpha=0.7, label="train (batch)")

@@ -185,6 +185,7 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
 
     from rhosr.checkpoint import BestModelExporter, load_weights_into
     from rhosr.io import atomic_write
+    from rhosr.render import keep_metrics_history
     from rhosr.store import DatasetStore
 
     run_dir = Path(run_dir)
@@ -194,6 +195,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     if not resume and last.exists():
         raise InputError(f"{run_dir}: already holds a run; pass --resume or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        keep_metrics_history(run_dir / "logs")
     with atomic_write(run_dir / "config.yaml") as fh:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -212,7 +215,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         log_every_n_steps=config.log_every_n_steps, enable_progress_bar=progress,
         check_val_every_n_epoch=config.val_every_n_epochs,
         enable_model_summary=False, num_sanity_val_steps=0,
-        logger=[CSVLogger(str(run_dir), name="", version="logs"),
+        logger=[CSVLogger(str(run_dir), name="", version="logs",
+                          flush_logs_every_n_steps=config.log_every_n_steps),  # a killed run keeps its rows
                 TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
         callbacks=[
             ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
@@ -226,6 +230,6 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     if trainer.is_global_zero:
         from rhosr.render import plot_learning_curve
 
-        plot_learning_curve(run_dir / "logs" / "metrics.csv", run_dir / "learning_curve.png")
+        plot_learning_curve(run_dir / "logs", run_dir / "learning_curve.png")
     return {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
             "best_val_err": None if exporter.best == float("inf") else exporter.best}
