@@ -1,10 +1,12 @@
 """How much Err_rho depends on the molecule's orientation, and what averaging over the 24 grid
 rotations at prediction time gains.
 
-For each of the first ``--n`` test entries of a store: the stored orientation, and the molecule
-turned by a random rotation (seeded; a new box and a new ``fast`` DFT label). Both are
-predicted once and with ``--rotations`` grid rotations averaged. Reports per molecule the
-Err_rho of each, the spread between orientations, and the mean gain of averaging.
+For the first ``--n`` test entries of a store, in the committed split's random order: the stored
+orientation, and the molecule turned by a random rotation (seeded; a new box and a new ``fast``
+DFT label). Both are predicted once and with ``--rotations`` grid rotations averaged. Reports
+per molecule the Err_rho of each, the spread between orientations, and the mean gain of
+averaging. The rotated labels do not depend on the model: they are kept (with the rotated
+positions) in ``--label-cache`` so a rerun with a new model does no DFT.
 
     OMP_NUM_THREADS=1 python benchmarks/rotation_spread.py STORE --n 20 [--rotations 24]
 """
@@ -21,6 +23,8 @@ from scipy.spatial.transform import Rotation
 
 from rhosr.config import get_preset
 from rhosr.dft import run_label
+from rhosr.evaluation import in_split_order
+from rhosr.io import atomic_write
 from rhosr.metrics import err_rho
 from rhosr.molecule import Molecule
 from rhosr.predict import model_folder, predict
@@ -36,12 +40,14 @@ def main() -> None:
     ap.add_argument("--rotations", type=int, default=24)
     ap.add_argument("--model", default=None)
     ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--label-cache", type=Path, default=Path.home() / ".cache/rhosr/bench/rotation_spread")
     args = ap.parse_args()
     store = DatasetStore.open(args.store)
     folder = model_folder(args.model)
     rng = np.random.default_rng(args.seed)
     rows, stats = [], []
-    for entry_id in store.entry_ids("test")[: args.n]:
+    args.label_cache.mkdir(parents=True, exist_ok=True)
+    for entry_id in in_split_order(store.entry_ids("test"), "test")[: args.n]:
         meta = store.entry_meta(entry_id)
         mol = Molecule(entry_atoms(meta), name=entry_id)
         label = np.asarray(store.read_entry(entry_id, ("label",)).label, np.float64)
@@ -52,9 +58,17 @@ def main() -> None:
             )
         )
         turned_mol = Molecule(turned, name=f"{entry_id}_rotated")
-        turned_label = run_label(turned_mol, get_preset("fast"))
+        cached = args.label_cache / f"{entry_id}_seed{args.seed}.npz"
+        if not cached.exists():
+            rho = run_label(turned_mol, get_preset("fast")).rho
+            with atomic_write(cached, "wb") as fh:
+                np.savez(fh, rho=rho.astype(np.float32), positions=turned.get_positions())
+        with np.load(cached) as saved:
+            if not np.allclose(saved["positions"], turned.get_positions(), atol=1e-8):
+                raise SystemExit(f"{cached}: cached rotated positions differ; delete the cache")
+            turned_rho = saved["rho"].astype(np.float64)
         errs = []
-        for m, ref in ((mol, label), (turned_mol, turned_label.rho)):
+        for m, ref in ((mol, label), (turned_mol, turned_rho)):
             for rotations in (1, args.rotations):
                 result = predict(m, folder, rotations=rotations)
                 if result.density.shape != ref.shape:

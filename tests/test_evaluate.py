@@ -77,9 +77,9 @@ def test_evaluate_bad_inputs(tmp_path, run_cli, tiny_store):
 
 
 def test_store_entries_are_evaluated_in_the_split_random_order():
-    from rhosr.evaluation import _in_split_order
+    from rhosr.evaluation import in_split_order
     from rhosr.qm9 import load_split
 
     first = [f"qm9_{int(i):06d}" for i in load_split()["test"][:3]]
     ids = sorted(first) + ["water"]
-    assert _in_split_order(ids, "test") == [*first, "water"]
+    assert in_split_order(ids, "test") == [*first, "water"]

@@ -234,7 +234,7 @@ def _plot(path: Path, results: list[MoleculeResult]) -> None:
     plt.close(fig)
 
 
-def _in_split_order(ids: list[str], split: str) -> list[str]:
+def in_split_order(ids: list[str], split: str) -> list[str]:
     """QM9 entries in the committed split's seeded random order (so ``--limit N`` evaluates a
     random sample even if a store also holds molecules labelled in another order); other
     entries after them, by name."""
@@ -269,7 +269,7 @@ def evaluate_store(
             f"x{store.meta.get('upscale')}"
         )
     input_name = meta.get("input", "sad")
-    ids = _in_split_order(store.entry_ids(split), split)[:limit]
+    ids = in_split_order(store.entry_ids(split), split)[:limit]
     if not ids:
         raise InputError(f"{store_path}: no {split} entries to evaluate")
     results = []
