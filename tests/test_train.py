@@ -151,3 +151,18 @@ def test_training_never_reads_test_entries(tiny_store):
 
     with pytest.raises(ValueError, match="never 'test'"):
         DensityDataset(str(tiny_store), "test")
+
+
+def test_read_metrics_merges_resumed_segments_once(tmp_path):
+    """A segment's rows at or after the next segment's first step were replayed: counted once."""
+    from rhosr.render import keep_metrics_history, plot_learning_curve, read_metrics
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.csv").write_text("step,train_err\n0,9\n1,8\n2,7\n3,6.5\n")
+    assert keep_metrics_history(logs).name == "metrics-000.csv"
+    (logs / "metrics.csv").write_text("step,train_err,val_err\n2,7.1,\n3,6.4,\n4,6,5.5\n")
+    rows = read_metrics(logs)
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["train_err"] for r in rows[2:4]] == ["7.1", "6.4"]  # the resumed segment's values
+    assert plot_learning_curve(logs, tmp_path / "curve.png") and (tmp_path / "curve.png").stat().st_size > 0
