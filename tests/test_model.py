@@ -120,3 +120,23 @@ def test_cpu_slab_convolution_is_exact(n_x):
     for slabs in (2, 3):
         sliced = m._conv_in_slabs(conv, m.circular_pad(x, 1), slabs)
         torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("num_up", [1, 2])
+def test_widening_a_trained_model_keeps_its_output_and_lets_new_channels_learn(num_up):
+    from rhosr.checkpoint import widen_state
+    from rhosr.errors import InputError
+
+    small = dict(num_feat=4, kernel_first=3, kernel=3, num_block=2, num_up=num_up, norm="none",
+                 residual_sad=True)
+    trained = random_weights(build_model(ModelConfig(**small)), seed=3)
+    wide = build_model(ModelConfig(**{**small, "num_feat": 8}))
+    wide.load_state_dict(widen_state(trained.state_dict(), wide.state_dict()))
+    x = torch.rand(1, 1, 6, 7, 5)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), trained(x), rtol=1e-5, atol=1e-6)
+    wide(x).sum().backward()
+    assert wide.conv_last.weight.grad[:, 4:].abs().sum() > 0  # the added features reach the output
+    deeper = build_model(ModelConfig(**{**small, "num_block": 3}))
+    with pytest.raises(InputError):
+        widen_state(trained.state_dict(), deeper.state_dict())

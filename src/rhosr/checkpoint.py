@@ -64,11 +64,41 @@ def load_weights_into(model: SRResNet3D, source: str | os.PathLike) -> None:
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     else:
         raise InputError(f"{source}: --init takes a model folder or a Lightning .ckpt")
+    own = model.state_dict()
+    if set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
+        state = widen_state(state, own, source)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0]
         raise InputError(f"{source}: weights do not fit this model config ({reason})") from None
+
+
+def widen_state(old: dict, new: dict, source: str | os.PathLike = "weights") -> dict:
+    """Weights of a trained model carried into a wider one (more ``num_feat``), computing the
+    same function: every tensor's leading block is the trained one; in convolution weights the
+    trained output channels ignore the added input channels (zeros there); the added output
+    channels keep ``new``'s fresh initialisation. The added features therefore never reach the
+    output until training moves those zeros, and training continues from where it stood
+    (function-preserving widening, as in Net2Net, Chen et al. 2016). Channel ``c*8 + s`` of an
+    upsampling convolution is sub-voxel ``s`` of feature ``c``, so trained features stay leading
+    there too. Any other difference (layers, kernel sizes) is an error."""
+    if set(old) != set(new):
+        missing = sorted(set(old) ^ set(new))[:3]
+        raise InputError(f"{source}: cannot widen: the layers differ ({', '.join(missing)}); "
+                         "only num_feat may grow")
+    out = {}
+    for key, target in new.items():
+        trained = old[key]
+        if trained.dim() != target.dim() or any(a > b for a, b in zip(trained.shape, target.shape)):
+            raise InputError(f"{source}: cannot widen {key} from {tuple(trained.shape)} to "
+                             f"{tuple(target.shape)}; only num_feat may grow")
+        widened = target.clone()
+        if trained.dim() == 5:
+            widened[: trained.shape[0], trained.shape[1]:] = 0
+        widened[tuple(slice(0, n) for n in trained.shape)] = trained
+        out[key] = widened
+    return out
 
 
 class BestModelExporter(L.Callback):
