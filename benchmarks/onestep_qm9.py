@@ -85,13 +85,14 @@ def main() -> None:
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python {' '.join(sys.argv)}`; "
         f"model `{folder.name}`; reference: SCF with the `paper` settings on the same 200 Hartree mesh.",
         "",
-        "| density | E (KS of one-step dm) | E (Harris-Foulkes) | HOMO | LUMO | gap |",
+        "| density, absolute error | E (KS of one-step dm) | E (Harris-Foulkes) | HOMO | LUMO | gap |",
         "|---|---|---|---|---|---|",
         *[
-            f"| {name} ({len(errs['homo'])} molecules) | "
-            + " | ".join(f"{np.mean(errs[k]):.1f}" for k in KEYS)
+            f"| {name}, {stat} ({len(errs['homo'])} molecules) | "
+            + " | ".join(f"{fn(errs[k]):.1f}" for k in KEYS)
             + " |"
             for name, errs in errors.items()
+            for stat, fn in (("mean", np.mean), ("median", np.median))
         ],
         "| paper, Table 2 (ResNet) | 3.0 | - | 12.0 | 9.5 | 11.0 |",
         "",
