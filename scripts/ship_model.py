@@ -1,7 +1,7 @@
 """Copy a training run's best model into the package and write its model card.
 
     python scripts/ship_model.py RUN_DIR --name qm9-small --test-report REPORT_DIR \
-        [--val-report REPORT_DIR] [--command-train "..."] [--command-eval "..."]
+        [--command-train "..."] [--command-eval "..."] [--note "limitations paragraph"]
 
 Every figure in the card is read from the run (``best/model.json``, ``logs/metrics.csv``) and
 from ``rhosr evaluate`` reports (``report.json``); nothing is typed in.
