@@ -39,12 +39,16 @@ def read_metrics(logs: str | os.PathLike) -> list[dict]:
 def keep_metrics_history(logs: str | os.PathLike) -> Path | None:
     """Move ``logs/metrics.csv`` to ``logs/history/metrics-NNN.csv`` before a resumed run starts."""
     current = Path(logs) / "metrics.csv"
-    if not current.exists():
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", os.environ.get("LOCAL_RANK", 0))))
+    if rank != 0 or not current.exists():  # only the rank that writes the CSV moves it
         return None
     history = Path(logs) / HISTORY_FOLDER
     history.mkdir(exist_ok=True)
     target = history / f"metrics-{len(list(history.glob('metrics-*.csv'))):03d}.csv"
-    current.rename(target)
+    try:
+        current.rename(target)
+    except FileNotFoundError:  # moved meanwhile by another process of the same run
+        return None
     return target
 
 
