@@ -2,8 +2,8 @@
 
 One JSON object per line under ``benchmarks/results/cache/``, appended as soon as a row is
 computed: an interrupted benchmark resumes where it stopped, and re-running a benchmark with a
-new model only recomputes the model's part. The key names the molecule and every setting the row
-depends on (preset, box margin, code version of the recipe).
+new model only recomputes the model's part. The key names the molecule and the settings the row
+depends on (preset, box); delete the file when the recipe itself changes.
 """
 
 from __future__ import annotations

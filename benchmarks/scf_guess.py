@@ -8,7 +8,8 @@ model's). The model guess's time includes the prediction and the one-step diagon
 The ``minao`` and ``atom`` runs do not depend on the model: they are kept in
 ``results/cache/scf_guess.jsonl`` (``result_cache.py``), so a rerun with a new model only redoes
 the model's SCF, and an interrupted run resumes. Their wall times were measured when cached:
-compare them with model times from the same machine and thread count (the table says both).
+compare them with model times from the same machine and thread count (the table gives the
+thread count of each).
 """
 
 from __future__ import annotations

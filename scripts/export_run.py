@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from rhosr.render import plot_learning_curve, read_metrics, write_metrics
+from rhosr.render import plot_learning_curve
+from rhosr.run_metrics import read_metrics, write_metrics
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ TINY_MODEL = {"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 1, "nu
 
 
 def _metrics(run_dir):
-    from rhosr.render import read_metrics
+    from rhosr.run_metrics import read_metrics
 
     return read_metrics(run_dir / "logs")
 
@@ -155,7 +155,8 @@ def test_training_never_reads_test_entries(tiny_store):
 
 def test_read_metrics_merges_resumed_segments_once(tmp_path):
     """A segment's rows at or after the next segment's first step were replayed: counted once."""
-    from rhosr.render import keep_metrics_history, plot_learning_curve, read_metrics
+    from rhosr.render import plot_learning_curve
+    from rhosr.run_metrics import keep_metrics_history, read_metrics
 
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -185,7 +185,7 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
 
     from rhosr.checkpoint import BestModelExporter, load_weights_into
     from rhosr.io import atomic_write
-    from rhosr.render import keep_metrics_history
+    from rhosr.run_metrics import keep_metrics_history
     from rhosr.store import DatasetStore
 
     run_dir = Path(run_dir)
