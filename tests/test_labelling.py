@@ -89,3 +89,32 @@ def test_existing_scheduler_path(molecules, tmp_path):
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     _assert_complete_and_sound(store, sorted(TINY_MOLECULES)[:2])
+
+
+def _die_on_water(item, settings):
+    """A labelling task whose process dies on one molecule, as the OOM killer would do it."""
+    from rhosr.labelling import label_item
+
+    if item.id == "water":
+        os._exit(1)
+    return label_item(item, settings)
+
+
+@pytest.mark.slow
+def test_worker_death_is_a_recorded_failure_not_a_crash(molecules, tmp_path):
+    """A molecule that kills its worker is recorded as failed; the others are labelled."""
+    import dask
+
+    from rhosr.config import get_preset
+    from rhosr.labelling import LabelSettings, run_labelling
+    from rhosr.sources import read_source
+
+    store = DatasetStore.create(tmp_path / "store", get_preset("tiny").to_dict())
+    items = [it for it in read_source(str(molecules), "train") if it.id in ("water", "h2")]
+    settings = LabelSettings(str(store.path), get_preset("tiny"))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        summary = run_labelling(items, settings, workers=1, task=_die_on_water)
+    assert (summary.done, summary.failed) == (1, 1)
+    store = DatasetStore.open(store.path)
+    assert store.entry_ids() == ["h2"]
+    assert "KilledWorker" in store.failures()["water"]["reason"]

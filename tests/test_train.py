@@ -1,6 +1,7 @@
 """Training: the loss falls, SIGKILL + resume restores optimizer and scheduler, DDP on CPU,
 checkpoints load without executing code and give identical outputs."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from rhosr.checkpoint import load_model
+from rhosr.errors import InputError
 from rhosr.train import TrainConfig, lr_factor, train
 
 TINY_MODEL = {"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 1, "num_up": 1}
@@ -57,7 +59,6 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_config_files_load_and_refuse_unknown_keys(tmp_path):
-    from rhosr.errors import InputError
 
     for name in ("paper_qm9", "paper_x4", "cpu_small", "qm9_small", "tiny"):
         TrainConfig.load(name)
@@ -167,3 +168,31 @@ def test_read_metrics_merges_resumed_segments_once(tmp_path):
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
     assert [r["train_err"] for r in rows[2:4]] == ["7.1", "6.4"]  # the resumed segment's values
     assert plot_learning_curve(logs, tmp_path / "curve.png") and (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_validation_set_is_frozen_per_run(tiny_store, tmp_path):
+    """A run keeps the validation ids it started with; a best from another set is not kept."""
+    from rhosr.checkpoint import BestModelExporter, validation_fingerprint
+    from rhosr.store import DatasetStore
+    from rhosr.train import TrainConfig, frozen_validation_ids
+
+    store = DatasetStore.open(tiny_store)
+    first = frozen_validation_ids(tmp_path, store)
+    assert first == store.entry_ids("validation") and first
+    (tmp_path / "validation_ids.json").write_text(json.dumps(first[:1]))  # as if the store grew since
+    assert frozen_validation_ids(tmp_path, store) == first[:1]
+    (tmp_path / "validation_ids.json").write_text(json.dumps(["not-in-store"]))
+    with pytest.raises(InputError, match="not in the store"):
+        frozen_validation_ids(tmp_path, store)
+
+    cfg = TrainConfig.load("tiny")
+    old = BestModelExporter(tmp_path / "best", cfg, {}, str(tiny_store), ["a", "b"])
+    old.best = 1.5
+    same = BestModelExporter(tmp_path / "best", cfg, {}, str(tiny_store), ["b", "a"])
+    same.load_state_dict(old.state_dict())
+    assert same.best == 1.5 and same.validation == validation_fingerprint(["a", "b"])
+    other = BestModelExporter(tmp_path / "best", cfg, {}, str(tiny_store), ["a", "b", "c"])
+    other.load_state_dict(old.state_dict())
+    assert other.best == float("inf")
+    other.load_state_dict({"best": 0.5})  # a checkpoint from before validation sets were recorded
+    assert other.best == float("inf")

@@ -101,21 +101,35 @@ def widen_state(old: dict, new: dict, source: str | os.PathLike = "weights") -> 
     return out
 
 
+def validation_fingerprint(ids: list[str]) -> dict:
+    """How many validation entries, and a hash of their sorted ids (to tell sets apart)."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:12]
+    return {"n": len(ids), "sha1": digest}
+
+
 class BestModelExporter(L.Callback):
     """After each validation, export the model if its validation Err_rho is the best so far."""
 
-    def __init__(self, folder: Path, config, store_meta: dict, store_path: str):
+    def __init__(self, folder: Path, config, store_meta: dict, store_path: str,
+                 val_ids: list[str] | None = None):
         self.folder = Path(folder)
         self.config = config
         self.store_meta = store_meta
         self.store_path = store_path
+        self.validation = validation_fingerprint(val_ids or [])
         self.best = float("inf")
 
     def state_dict(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "validation": self.validation}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.best = state_dict.get("best", float("inf"))
+        """Restore the best error, unless it was measured on other validation molecules."""
+        if state_dict.get("validation") == self.validation:
+            self.best = state_dict.get("best", float("inf"))
+        else:  # a best on another set cannot be compared: the next validation becomes the best
+            self.best = float("inf")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         err = trainer.callback_metrics.get("val_err")
@@ -136,7 +150,7 @@ class BestModelExporter(L.Callback):
                      "fine_spacing_bohr": plane_wave_spacing(FINE_KE_CUTOFF),
                      "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},
             "preset": self.store_meta.get("preset"),
-            "training": self.config.to_dict(), "val_err": err,
+            "training": self.config.to_dict(), "val_err": err, "validation": self.validation,
             "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
             "train_seconds": _train_seconds(trainer), "hardware": describe_hardware(trainer),
             "store": self.store_path, "versions": package_versions(),

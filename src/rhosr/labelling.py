@@ -113,12 +113,14 @@ def run_labelling(
     workers: int = 1,
     scheduler: str | None = None,
     on_result: Callable[[dict], None] | None = None,
+    task: Callable[[SourceItem, LabelSettings], dict] = label_item,
 ) -> LabelSummary:
     """Label ``items`` (already filtered by :func:`pending`).
 
     ``workers=0`` runs in this process without Dask; otherwise a ``LocalCluster`` with
     ``workers`` single-threaded worker processes, or the Dask scheduler at ``scheduler``.
     At most two tasks per worker are in flight, so an interrupted run wastes little.
+    ``task`` labels one item (``label_item``; tests pass others).
     """
     summary = LabelSummary()
     t0 = time.perf_counter()
@@ -135,7 +137,7 @@ def run_labelling(
 
     if workers == 0 and scheduler is None:
         for item in items:
-            record(label_item(item, settings))
+            record(task(item, settings))
         return summary
     with _DaskClient(workers, scheduler, settings.threads) as client:
         from dask.distributed import as_completed
@@ -143,14 +145,38 @@ def run_labelling(
         n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})))
         queue = iter(items)
         futures = as_completed()
+        submitted: dict[str, SourceItem] = {}
+
+        def submit(item: SourceItem) -> None:
+            key = f"label-{item.id}"
+            submitted[key] = item
+            futures.add(client.submit(task, item, settings, key=key, pure=False))
+
         for item in _take(queue, n_slots):
-            futures.add(client.submit(label_item, item, settings, key=f"label-{item.id}", pure=False))
+            submit(item)
         for future in futures:
-            record(future.result())
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker process itself died (KilledWorker): record, go on
+                result = _worker_died(submitted[future.key], settings, exc)
+            record(result)
             for item in _take(queue, 1):
-                futures.add(client.submit(label_item, item, settings, key=f"label-{item.id}", pure=False))
+                submit(item)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _worker_died(item: SourceItem, settings: LabelSettings, exc: BaseException) -> dict:
+    """Record a molecule whose worker process died (Dask gave up after its retries) as failed.
+
+    ``label_item`` catches Python errors itself; this is for what kills the process (the OS's
+    out-of-memory killer, a crash in a native library). The run goes on with the next molecule;
+    ``rhosr label --retry-failed`` tries it again later.
+    """
+    reason = f"{type(exc).__name__}: the worker process died (out of memory or a native crash)"
+    DatasetStore.open(settings.store_path).record_failure(item.id, reason, source=item.source,
+                                                          split=item.split)
+    return {"id": item.id, "ok": False, "seconds": 0.0, "reason": reason}
 
 
 def _take(iterator, n: int) -> list:

@@ -157,11 +157,12 @@ class DensityModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def make_loaders(store_path: str, cfg: TrainConfig):
+def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = None):
+    """Loaders over the store's train entries and its validation entries (or ``val_ids``)."""
     from rhosr.data import DensityDataset
 
     train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, input_name=cfg.input)
-    val = DensityDataset(store_path, "validation", input_name=cfg.input)
+    val = DensityDataset(store_path, "validation", input_name=cfg.input, ids=val_ids)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
                          f"(has {len(train)} and {len(val)})")
@@ -172,6 +173,37 @@ def make_loaders(store_path: str, cfg: TrainConfig):
     batch = cfg.batch_size if cfg.crop else 1  # whole boxes differ in size
     return (torch.utils.data.DataLoader(train, batch_size=batch, shuffle=True, **kwargs),
             torch.utils.data.DataLoader(val, batch_size=1, shuffle=False, **kwargs))
+
+
+VALIDATION_IDS_FILE = "validation_ids.json"
+
+
+def frozen_validation_ids(run_dir: Path, store) -> list[str]:
+    """The validation entries of this run, fixed when it first starts.
+
+    A store may grow while a run trains (labelling goes on beside it). New training entries are
+    welcome at the next resume, but a validation set that changed would make "lowest validation
+    error" compare numbers measured on different molecules, so the run keeps the validation ids
+    it started with in ``run_dir/validation_ids.json`` (runs from before this file existed fix
+    theirs at their next resume, and their best-model record starts afresh, see
+    :class:`rhosr.checkpoint.BestModelExporter`).
+    """
+    import json
+
+    from rhosr.io import atomic_write
+
+    path = run_dir / VALIDATION_IDS_FILE
+    if path.exists():
+        ids = json.loads(path.read_text())
+        missing = [i for i in ids if not store.has(i)]
+        if missing:
+            raise InputError(f"{path}: {len(missing)} validation entries are not in the store "
+                             f"(first: {missing[0]}); train on the store this run started with")
+        return ids
+    ids = store.entry_ids("validation")
+    with atomic_write(path) as fh:
+        json.dump(ids, fh)
+    return ids
 
 
 def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init: str | None = None,
@@ -200,7 +232,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     with atomic_write(run_dir / "config.yaml") as fh:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    train_loader, val_loader = make_loaders(store_path, config)
+    val_ids = frozen_validation_ids(run_dir, DatasetStore.open(store_path))
+    train_loader, val_loader = make_loaders(store_path, config, val_ids)
     module = DensityModule(config.to_dict())
     if init and not resume:
         load_weights_into(module.model, init)
@@ -221,7 +254,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         callbacks=[
             ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
                             every_n_train_steps=config.checkpoint_every_n_steps),
-            exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path)),
+            exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path),
+                                          val_ids),
             Timer(),
         ],
     )
