@@ -2,7 +2,7 @@
 
     python scripts/export_run.py ~/runs/qm9_small benchmarks/results/training/qm9_small
 
-Copies ``config.yaml``, ``logs/metrics.csv`` (merged over resumed segments), ``best/``
+Copies ``config.yaml``, ``validation_ids.json``, ``logs/metrics.csv`` (merged over resumed segments), ``best/``
 (model.json + model.safetensors) and ``checkpoints/last.ckpt`` (so ``rhosr train --resume``
 can continue on a fresh machine: copy the folder back to a run folder), and draws
 ``learning_curve.png`` from the CSV.
@@ -23,6 +23,8 @@ def main() -> None:
     (dest / "logs").mkdir(parents=True, exist_ok=True)
     (dest / "checkpoints").mkdir(exist_ok=True)
     shutil.copy(run / "config.yaml", dest / "config.yaml")
+    if (run / "validation_ids.json").exists():  # the run's fixed validation set, for --resume
+        shutil.copy(run / "validation_ids.json", dest / "validation_ids.json")
     write_metrics(read_metrics(run / "logs"), dest / "logs" / "metrics.csv")  # every resumed segment
     if (run / "best").exists():
         shutil.copytree(run / "best", dest / "best", dirs_exist_ok=True)

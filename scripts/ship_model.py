@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--test-report", required=True, help="rhosr evaluate -o folder, test split")
     ap.add_argument("--command-train", default="")
     ap.add_argument("--command-eval", default="")
+    ap.add_argument("--validation-report", default=None,
+                    help="rhosr evaluate -o folder on the store's current validation split (optional)")
     ap.add_argument("--note", default="", help="a limitations paragraph for the card")
     args = ap.parse_args()
     run = Path(args.run_dir)
@@ -44,6 +46,11 @@ def main() -> None:
     from rhosr.model import count_parameters
 
     params = count_parameters(load_model(target)[0])
+    val_n = (f"{meta['validation']['n']} molecules" if "validation" in meta
+             else "set size not recorded by runs of that time")
+    v = None
+    if args.validation_report:
+        v = json.loads((Path(args.validation_report) / "report.json").read_text())["summary"]
     hours = (meta.get("train_seconds") or 0) / 3600
     lines = [
         f"# Model card: {args.name}",
@@ -61,8 +68,10 @@ def main() -> None:
         f"- Store `{meta['store']}` (QM9 geometries from qm9pack, seeded split "
         f"`{store.meta.get('split')}`), labels with preset `{meta['preset']['name']}` "
         f"({meta['preset'].get('label_error_vs_paper', '')}).",
-        f"- Entries in the store at shipping: train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']} (the test figures below use the {s['n_molecules']} evaluated).",
+        (f"- Trained on {meta['train_entries']} training entries." if meta.get("train_entries") else ""),
+        f"- Entries in the store when this card was written: train {counts['train']}, validation "
+        f"{counts['validation']}, test {counts['test']} (the test figures below use the "
+        f"{s['n_molecules']} evaluated).",
         "",
         "## Training",
         f"- Config: `{json.dumps(meta['training'])}`.",
@@ -71,7 +80,10 @@ def main() -> None:
         f"- Command: `{args.command_train}`" if args.command_train else "",
         "",
         "## Accuracy (held-out molecules only)",
-        f"- Validation Err_rho (whole boxes, {counts['validation']} molecules): {meta['val_err']:.3f} %.",
+        f"- Validation Err_rho when the checkpoint was chosen (whole boxes, {val_n}): "
+        f"{meta['val_err']:.3f} %.",
+        *([f"- On the store's validation split now ({v['n_molecules']} molecules): model mean "
+           f"{v['err_model']['mean']:.3f} %, SAD {v['err_sad']['mean']:.3f} %."] if v else []),
         f"- Test Err_rho over {s['n_molecules']} test molecules: model mean {m['mean']:.3f} %, median "
         f"{m['median']:.3f} %, 90th percentile {m['p90']:.3f} %; the SAD input on the same molecules: mean "
         f"{sad['mean']:.3f} %, median {sad['median']:.3f} %.",

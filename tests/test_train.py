@@ -36,6 +36,7 @@ def test_tiny_model_loss_falls_5x(tiny_store, tmp_path):
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 0
     model, meta = load_model(tmp_path / "run" / "best")
     assert meta["val_err"] < errs[0] and meta["grid"]["upscale"] == 2
+    assert meta["train_entries"] == 2 and meta["validation"]["n"] == 1  # what the run saw
 
 
 def test_save_load_identical_outputs(tmp_path):

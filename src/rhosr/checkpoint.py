@@ -151,10 +151,18 @@ class BestModelExporter(L.Callback):
                      "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},
             "preset": self.store_meta.get("preset"),
             "training": self.config.to_dict(), "val_err": err, "validation": self.validation,
+            "train_entries": _train_entries(trainer),
             "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
             "train_seconds": _train_seconds(trainer), "hardware": describe_hardware(trainer),
             "store": self.store_path, "versions": package_versions(),
         })
+
+
+def _train_entries(trainer) -> int | None:
+    """How many training entries the run's loader reads (the store may have grown since)."""
+    loader = trainer.train_dataloader
+    dataset = getattr(loader, "dataset", None)
+    return None if dataset is None else len(dataset)
 
 
 def _train_seconds(trainer) -> float | None:
