@@ -2,9 +2,10 @@
 
     python scripts/export_run.py ~/runs/qm9_small benchmarks/results/training/qm9_small
 
-Copies ``config.yaml``, ``validation_ids.json``, ``logs/metrics.csv`` (merged over resumed segments), ``best/``
-(model.json + model.safetensors) and ``checkpoints/last.ckpt`` (so ``rhosr train --resume``
-can continue on a fresh machine: copy the folder back to a run folder), and draws
+Copies ``config.yaml``, ``validation_ids.json``, ``logs/metrics.csv`` (merged over resumed
+segments), ``best/`` (model.json + model.safetensors) and ``checkpoints/last.ckpt`` (so
+``rhosr train --resume`` can continue on a fresh machine: copy the folder back to a run
+folder), and draws
 ``learning_curve.png`` from the CSV.
 """
 

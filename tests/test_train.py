@@ -60,8 +60,11 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_config_files_load_and_refuse_unknown_keys(tmp_path):
+    from rhosr.train import CONFIG_FOLDER
 
-    for name in ("paper_qm9", "paper_x4", "cpu_small", "qm9_small", "tiny"):
+    shipped = sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml"))
+    assert {"paper_qm9", "paper_x4", "cpu_small", "qm9_small", "tiny"} <= set(shipped)
+    for name in shipped:  # every config in the package loads
         TrainConfig.load(name)
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 0.1\nlearning_rate: 3\n")
