@@ -68,7 +68,7 @@ def main() -> None:
         f"- Store `{meta['store']}` (QM9 geometries from qm9pack, seeded split "
         f"`{store.meta.get('split')}`), labels with preset `{meta['preset']['name']}` "
         f"({meta['preset'].get('label_error_vs_paper', '')}).",
-        (f"- Trained on {meta['train_entries']} training entries." if meta.get("train_entries") else ""),
+        *([f"- Trained on {meta['train_entries']} training entries."] if meta.get("train_entries") else []),
         f"- Entries in the store when this card was written: train {counts['train']}, validation "
         f"{counts['validation']}, test {counts['test']} (the test figures below use the "
         f"{s['n_molecules']} evaluated).",
