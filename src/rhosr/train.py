@@ -187,6 +187,10 @@ def frozen_validation_ids(run_dir: Path, store) -> list[str]:
     it started with in ``run_dir/validation_ids.json`` (runs from before this file existed fix
     theirs at their next resume, and their best-model record starts afresh, see
     :class:`rhosr.checkpoint.BestModelExporter`).
+
+    Under DDP every rank calls this: with Lightning's own launcher rank 0 writes the file before
+    the other ranks start and they read it; ranks started together (torchrun, srun) each list the
+    same store and write the same ids (atomically), unless a validation entry lands in between.
     """
     import json
 
