@@ -6,6 +6,7 @@ import pytest
 from rhosr.config import get_preset
 from rhosr.dft.density import density_on_mesh
 from rhosr.dft.onestep import make_fine_mesh_scf, one_step
+from rhosr.errors import InputError
 from rhosr.grid import place_in_box
 from rhosr.molecule import read_molecule
 
@@ -157,19 +158,16 @@ def test_scf_started_from_an_exact_density_needs_few_cycles(water_scf):
     """The guess path (Fourier truncation to the SCF mesh + one diagonalisation) from the
     converged fine-mesh density: measured 5 cycles against 9 from minao. Not 1: the SCF mesh
     (100 Hartree) has its own minimum, |g| ~ 1e-3 away, which bounds what any prediction saves."""
-    from rhosr.dft.cell import build_cell
-    from rhosr.dft.guess import guess_from_density
-    from rhosr.dft.label import make_scf
+    from rhosr.commands.scf import run_scf
 
     placed, grid, mf_fine = water_scf
     rho = density_on_mesh(placed, grid, mf_fine.make_rdm1(), "multigrid")
-    preset = get_preset("fast")
-    cycles = {}
-    for guess in ("density", "minao"):
-        mf = make_scf(build_cell(placed, grid, preset.scf_ke_cutoff, preset.basis, preset.pseudo), preset)
-        seen = []
-        mf.callback = seen.append  # one call per SCF cycle
-        mf.kernel(guess_from_density(mf, rho) if guess == "density" else mf.get_init_guess(key="minao"))
-        assert mf.converged
-        cycles[guess] = len(seen)
+    water = read_molecule("qm9:3")
+    runs = {"density": run_scf(water, "density", "fast", density=(placed, grid, rho)),
+            "minao": run_scf(water, "minao", "fast", margin=3.0)}  # the fixture's box
+    assert all(r["converged"] for r in runs.values())
+    assert runs["density"]["energy"] == pytest.approx(runs["minao"]["energy"], abs=1e-8)
+    cycles = {guess: r["cycles"] for guess, r in runs.items()}
+    with pytest.raises(InputError, match="needs the density"):
+        run_scf(water, "density", "fast")
     assert cycles["density"] <= 5 and cycles["density"] <= cycles["minao"] - 3, cycles

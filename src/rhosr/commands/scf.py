@@ -32,8 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: float = 4.0, log=None) -> dict:
-    """Run the SCF of ``mol`` from ``guess``; returns cycles, seconds and energy (Hartree)."""
+def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: float = 4.0, log=None,
+            density=None) -> dict:
+    """Run the SCF of ``mol`` from ``guess``; returns cycles, seconds and energy (Hartree).
+
+    ``guess="density"`` starts from a given density instead of the model's, through the same
+    one-step density matrix: ``density = (placed molecule, grid, rho on the fine mesh)`` (e.g. a
+    DFT label, for the best case of the model guess)."""
     import time
 
     from rhosr.config import get_preset
@@ -43,7 +48,7 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
     from rhosr.grid import place_in_box
 
     preset = get_preset(preset_name)
-    guess_seconds, predict_seconds, dm0, result = 0.0, 0.0, None, None
+    guess_seconds, predict_seconds, dm0 = 0.0, 0.0, None
     if guess == "model":
         if mol.spin:
             raise InputError("--guess model needs a closed shell (--spin 0)")
@@ -52,16 +57,21 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
         t0 = time.perf_counter()
         result = predict(mol, model)  # in the model's own box (its margin)
         predict_seconds = time.perf_counter() - t0
-        placed, grid = result.placed, result.grid
+        placed, grid, rho = result.placed, result.grid, result.density
+    elif guess == "density":
+        if density is None:
+            raise InputError("guess 'density' needs the density (placed molecule, grid, rho)")
+        placed, grid, rho = density
     else:
         placed, grid = place_in_box(mol, 2, margin)
+        rho = None
     cell = build_cell(placed, grid, preset.scf_ke_cutoff, preset.basis, preset.pseudo)
     mf = make_scf(cell, preset)
-    if result is not None:
+    if rho is not None:
         from rhosr.dft.guess import guess_from_density
 
         t0 = time.perf_counter()
-        dm0 = guess_from_density(mf, result.density)
+        dm0 = guess_from_density(mf, rho)
         guess_seconds = predict_seconds + time.perf_counter() - t0
     else:
         mf.init_guess = guess
