@@ -112,7 +112,10 @@ def test_worker_death_is_a_recorded_failure_not_a_crash(molecules, tmp_path):
     store = DatasetStore.create(tmp_path / "store", get_preset("tiny").to_dict())
     items = [it for it in read_source(str(molecules), "train") if it.id in ("water", "h2")]
     settings = LabelSettings(str(store.path), get_preset("tiny"))
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # Two retries: water dies three times and is given up; h2 shares no worker with it (one task
+    # per worker) and survives the rare native crash of a freshly spawned worker seen under
+    # pytest (SIGSEGV in about 1 of 13 runs here, once in CI; never outside pytest).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
         summary = run_labelling(items, settings, workers=1, task=_die_on_water)
     assert (summary.done, summary.failed) == (1, 1)
     store = DatasetStore.open(store.path)

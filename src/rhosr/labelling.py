@@ -119,7 +119,11 @@ def run_labelling(
 
     ``workers=0`` runs in this process without Dask; otherwise a ``LocalCluster`` with
     ``workers`` single-threaded worker processes, or the Dask scheduler at ``scheduler``.
-    At most two tasks per worker are in flight, so an interrupted run wastes little.
+    One task per worker thread is in flight: a worker holds only the molecule it runs, so
+    when one molecule kills its worker process no innocent queued molecule dies with it (Dask
+    marks every task on a dead worker as suspect), and an interrupted run wastes little. The
+    next task is submitted as soon as one finishes; a DFT label takes seconds to minutes, the
+    round trip milliseconds.
     ``task`` labels one item (``label_item``; tests pass others).
     """
     summary = LabelSummary()
@@ -142,7 +146,7 @@ def run_labelling(
     with _DaskClient(workers, scheduler, settings.threads) as client:
         from dask.distributed import as_completed
 
-        n_slots = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        n_slots = _worker_threads(client)
         queue = iter(items)
         futures = as_completed()
         submitted: dict[str, SourceItem] = {}
@@ -164,6 +168,11 @@ def run_labelling(
                 submit(item)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _worker_threads(client) -> int:
+    """Threads over all workers the scheduler knows (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def _worker_died(item: SourceItem, settings: LabelSettings, exc: BaseException) -> dict:
