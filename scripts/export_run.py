@@ -2,7 +2,7 @@
 
     python scripts/export_run.py ~/runs/qm9_small benchmarks/results/training/qm9_small
 
-Copies ``config.yaml``, ``validation_ids.json``, ``logs/metrics.csv`` (merged over resumed
+Copies ``config.yaml``, ``train_ids.json``, ``validation_ids.json``, ``logs/metrics.csv`` (merged over resumed
 segments), ``best/`` (model.json + model.safetensors) and ``checkpoints/last.ckpt`` (so
 ``rhosr train --resume`` can continue on a fresh machine: copy the folder back to a run
 folder), and draws
@@ -24,8 +24,9 @@ def main() -> None:
     (dest / "logs").mkdir(parents=True, exist_ok=True)
     (dest / "checkpoints").mkdir(exist_ok=True)
     shutil.copy(run / "config.yaml", dest / "config.yaml")
-    if (run / "validation_ids.json").exists():  # the run's fixed validation set, for --resume
-        shutil.copy(run / "validation_ids.json", dest / "validation_ids.json")
+    for ids in ("train_ids.json", "validation_ids.json"):  # the run's fixed sets, for --resume
+        if (run / ids).exists():
+            shutil.copy(run / ids, dest / ids)
     write_metrics(read_metrics(run / "logs"), dest / "logs" / "metrics.csv")  # every resumed segment
     if (run / "best").exists():
         shutil.copytree(run / "best", dest / "best", dirs_exist_ok=True)

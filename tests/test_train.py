@@ -174,20 +174,25 @@ def test_read_metrics_merges_resumed_segments_once(tmp_path):
     assert plot_learning_curve(logs, tmp_path / "curve.png") and (tmp_path / "curve.png").stat().st_size > 0
 
 
-def test_validation_set_is_frozen_per_run(tiny_store, tmp_path):
-    """A run keeps the validation ids it started with; a best from another set is not kept."""
+def test_training_and_validation_sets_are_frozen_per_run(tiny_store, tmp_path):
+    """A run keeps the train and validation ids it started with; a best from another set is not kept."""
     from rhosr.checkpoint import BestModelExporter, validation_fingerprint
     from rhosr.store import DatasetStore
-    from rhosr.train import TrainConfig, frozen_validation_ids
+    from rhosr.train import TrainConfig, frozen_split_ids, make_loaders
 
     store = DatasetStore.open(tiny_store)
-    first = frozen_validation_ids(tmp_path, store)
-    assert first == store.entry_ids("validation") and first
-    (tmp_path / "validation_ids.json").write_text(json.dumps(first[:1]))  # as if the store grew since
-    assert frozen_validation_ids(tmp_path, store) == first[:1]
+    for split in ("train", "validation"):
+        first = frozen_split_ids(tmp_path, store, split)
+        assert first == store.entry_ids(split) and first
+        (tmp_path / f"{split}_ids.json").write_text(json.dumps(first[:1]))  # as if the store grew since
+        assert frozen_split_ids(tmp_path, store, split) == first[:1]
+    train_loader, val_loader = make_loaders(
+        str(tiny_store), TrainConfig.load("tiny"), frozen_split_ids(tmp_path, store, "validation"),
+        frozen_split_ids(tmp_path, store, "train"))
+    assert len(train_loader.dataset) == 1 and len(val_loader.dataset) == 1
     (tmp_path / "validation_ids.json").write_text(json.dumps(["not-in-store"]))
     with pytest.raises(InputError, match="not in the store"):
-        frozen_validation_ids(tmp_path, store)
+        frozen_split_ids(tmp_path, store, "validation")
 
     cfg = TrainConfig.load("tiny")
     old = BestModelExporter(tmp_path / "best", cfg, {}, str(tiny_store), ["a", "b"])

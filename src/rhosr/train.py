@@ -157,11 +157,13 @@ class DensityModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = None):
-    """Loaders over the store's train entries and its validation entries (or ``val_ids``)."""
+def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = None,
+                 train_ids: list[str] | None = None):
+    """Loaders over the store's train and validation entries (or ``train_ids``, ``val_ids``)."""
     from rhosr.data import DensityDataset
 
-    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, input_name=cfg.input)
+    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop,
+                           input_name=cfg.input, ids=train_ids)
     val = DensityDataset(store_path, "validation", input_name=cfg.input, ids=val_ids)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
@@ -175,36 +177,41 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
             torch.utils.data.DataLoader(val, batch_size=1, shuffle=False, **kwargs))
 
 
-VALIDATION_IDS_FILE = "validation_ids.json"
+def run_ids_file(split: str) -> str:
+    """The file in a run folder that fixes the run's ``split`` entries (``train_ids.json``...)."""
+    return f"{split}_ids.json"
 
 
-def frozen_validation_ids(run_dir: Path, store) -> list[str]:
-    """The validation entries of this run, fixed when it first starts.
+def frozen_split_ids(run_dir: Path, store, split: str) -> list[str]:
+    """The ``split`` entries of this run, fixed when it first starts.
 
-    A store may grow while a run trains (labelling goes on beside it). New training entries are
-    welcome at the next resume, but a validation set that changed would make "lowest validation
-    error" compare numbers measured on different molecules, so the run keeps the validation ids
-    it started with in ``run_dir/validation_ids.json`` (runs from before this file existed fix
-    theirs at their next resume, and their best-model record starts afresh, see
-    :class:`rhosr.checkpoint.BestModelExporter`).
+    A store may grow while a run trains (labelling goes on beside it). A resumed run is the
+    same run: it keeps the training and validation ids it started with in
+    ``run_dir/train_ids.json`` and ``run_dir/validation_ids.json``. A validation set that
+    changed would make "lowest validation error" compare numbers measured on different
+    molecules; a training set that grew changed the number of steps per epoch, so the cosine
+    schedule (computed from the total step count) jumped back up at the resume (seen: lr 1.8e-5
+    -> 3.2e-5). New entries are for a new run (``--init`` from this one). Runs from before
+    these files existed fix theirs at their next resume (the validation change also restarts
+    their best-model record, see :class:`rhosr.checkpoint.BestModelExporter`).
 
     Under DDP every rank calls this: with Lightning's own launcher rank 0 writes the file before
     the other ranks start and they read it; ranks started together (torchrun, srun) each list the
-    same store and write the same ids (atomically), unless a validation entry lands in between.
+    same store and write the same ids (atomically), unless an entry lands in between.
     """
     import json
 
     from rhosr.io import atomic_write
 
-    path = run_dir / VALIDATION_IDS_FILE
+    path = run_dir / run_ids_file(split)
     if path.exists():
         ids = json.loads(path.read_text())
         missing = [i for i in ids if not store.has(i)]
         if missing:
-            raise InputError(f"{path}: {len(missing)} validation entries are not in the store "
+            raise InputError(f"{path}: {len(missing)} {split} entries are not in the store "
                              f"(first: {missing[0]}); train on the store this run started with")
         return ids
-    ids = store.entry_ids("validation")
+    ids = store.entry_ids(split)
     with atomic_write(path) as fh:
         json.dump(ids, fh)
     return ids
@@ -236,14 +243,16 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     with atomic_write(run_dir / "config.yaml") as fh:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    val_ids = frozen_validation_ids(run_dir, DatasetStore.open(store_path))
-    train_loader, val_loader = make_loaders(store_path, config, val_ids)
+    store = DatasetStore.open(store_path)
+    train_ids = frozen_split_ids(run_dir, store, "train")
+    val_ids = frozen_split_ids(run_dir, store, "validation")
+    train_loader, val_loader = make_loaders(store_path, config, val_ids, train_ids)
     module = DensityModule(config.to_dict())
     if init and not resume:
         load_weights_into(module.model, init)
     if config.compile:
         module.model = torch.compile(module.model)
-    store_meta = DatasetStore.open(store_path).meta
+    store_meta = store.meta
     trainer = L.Trainer(
         default_root_dir=str(run_dir), max_epochs=config.epochs, max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
