@@ -272,7 +272,10 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
             Timer(),
         ],
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    # weights_only: the resume checkpoint holds tensors, numbers and strings only, so it is read
+    # without unpickling code (and Lightning does not warn about it).
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
+                weights_only=True)
     trainer.save_checkpoint(str(last))  # the final state, whatever step training stopped at
     if trainer.is_global_zero:
         from rhosr.render import plot_learning_curve

@@ -28,8 +28,9 @@ def fourier_resample(rho: np.ndarray, mesh) -> np.ndarray:
 
 def guess_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
     """Initial density matrix for ``mf`` from a fine-mesh density: one diagonalisation of the
-    Kohn-Sham matrix of that density on ``mf``'s mesh."""
-    from rhosr.dft.onestep import one_step
+    Kohn-Sham matrix of that density on ``mf``'s mesh (no energies: the SCF's first cycle
+    computes the energy of this density matrix anyway)."""
+    from rhosr.dft.onestep import diagonalise
 
     rho = fourier_resample(rho_fine, mf._numint.mesh)
-    return one_step(mf, np.clip(rho, 0.0, None)).dm
+    return diagonalise(mf, np.clip(rho, 0.0, None))[-1]

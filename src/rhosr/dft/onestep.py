@@ -119,9 +119,13 @@ def kohn_sham_potential(mf, rho: np.ndarray):
     return veff, parts
 
 
-def one_step(mf, rho: np.ndarray) -> OneStep:
-    """One diagonalisation of the Kohn-Sham matrix of ``rho`` for the closed-shell ``mf``
-    (a PySCF RKS with multigrid numint whose mesh is the density's mesh)."""
+def diagonalise(mf, rho: np.ndarray):
+    """``F[rho] C = S C e`` once for the closed-shell ``mf`` (a PySCF RKS with multigrid numint
+    whose mesh is the density's mesh), nothing more: no energy of the result.
+
+    Returns ``(hcore, parts, mo_energy, mo_coeff, mo_occ, dm)``; ``parts`` as in
+    :func:`kohn_sham_potential`. This is all an SCF guess needs: the Kohn-Sham energy of ``dm``
+    costs a second Fock build (about one SCF cycle) and the dipole another grid pass."""
     if getattr(mf.cell, "spin", 0):
         raise InputError("one-step DFT from a total density needs a closed shell (spin 0)")
     hcore = mf.get_hcore()
@@ -129,6 +133,14 @@ def one_step(mf, rho: np.ndarray) -> OneStep:
     mo_energy, mo_coeff = mf.eig(hcore + veff, mf.get_ovlp())
     mo_occ = mf.get_occ(mo_energy, mo_coeff)
     dm = mf.make_rdm1(mo_coeff, mo_occ)
+    return hcore, parts, mo_energy, mo_coeff, mo_occ, dm
+
+
+def one_step(mf, rho: np.ndarray) -> OneStep:
+    """One diagonalisation of the Kohn-Sham matrix of ``rho`` for the closed-shell ``mf``
+    (a PySCF RKS with multigrid numint whose mesh is the density's mesh), with both energies
+    and the dipole of the result."""
+    hcore, parts, mo_energy, mo_coeff, mo_occ, dm = diagonalise(mf, rho)
     band = float(np.dot(mo_occ, mo_energy))
     e_harris = band - parts["e_hartree"] - parts["int_vxc_rho"] + parts["e_xc"] + float(mf.energy_nuc())
     e_ks = float(mf.energy_tot(dm, hcore))
