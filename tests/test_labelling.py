@@ -84,7 +84,7 @@ def test_existing_scheduler_path(molecules, tmp_path):
     """--scheduler: a cluster started elsewhere (here a LocalCluster in this process)."""
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         store = tmp_path / "store"
         cmd = _label_cmd(molecules, store, 1)[:-4] + ["--scheduler", cluster.scheduler_address,
                                                      "--threads-per-worker", "1", "--limit", "2"]

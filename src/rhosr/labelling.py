@@ -214,8 +214,10 @@ class _DaskClient:
             self.client = Client(self.scheduler, timeout="30s")
             return self.client
         os.environ["OMP_NUM_THREADS"] = str(self.threads)  # inherited by worker processes
+        # ":0": the scheduler's HTTP server (it starts one even without a dashboard) takes a free
+        # port, so two labelling runs on one machine do not fight over Dask's default 8787.
         self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, silence_logs=logging.ERROR)
+                                    dashboard_address=":0", silence_logs=logging.ERROR)
         self.client = Client(self.cluster)
         return self.client
 
