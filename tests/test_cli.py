@@ -9,10 +9,12 @@ from rhosr.io import read_cube
 
 
 def test_sad_dft_error_end_to_end(tmp_path, run_cli, water_xyz):
-    sad, ref = tmp_path / "sad.cube", tmp_path / "ref.cube"
+    sad, ref = tmp_path / "sad.cube", tmp_path / "labels" / "ref.cube"  # labels/: made by dft
     code, _, err = run_cli("sad", water_xyz, "-o", sad, "--mesh", "fine")
     assert code == 0 and "SAD built" in err
-    code, out, err = run_cli("dft", water_xyz, "-o", ref, "--preset", "tiny", "--json", tmp_path / "s.json")
+    code, out, err = run_cli("dft", water_xyz, "-o", ref, "--preset", "tiny", "--json",
+                             tmp_path / "summaries" / "s.json")
+    assert (tmp_path / "summaries" / "s.json").exists()
     assert code == 0 and "E = " in out and "SCF cycle" in err
     assert read_cube(ref).integral == pytest.approx(8, rel=1e-5)
     code, out, _ = run_cli("error", sad, ref)
@@ -21,6 +23,23 @@ def test_sad_dft_error_end_to_end(tmp_path, run_cli, water_xyz):
     assert 8 < value < 25  # the SAD is a rough guess: the paper's QM9 mean is 13.9%
     code, out, _ = run_cli("error", ref, ref)
     assert float(out.split("=")[1].split("%")[0]) == 0.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["dft", "{xyz}", "-o", "ref.txt", "--preset", "tiny"], "unknown output format"),
+    (["dft", "{xyz}", "-o", "afile/ref.cube", "--preset", "tiny"], "afile is not a folder"),
+    (["dft", "{xyz}", "-o", "ref.cube", "--json", "afile/s.json", "--preset", "tiny"], "is not a folder"),
+    (["sad", "{xyz}", "-o", "sad.dat"], "unknown output format"),
+    (["scf", "{xyz}", "--guess", "minao", "--preset", "tiny", "--json", "afile/s.json"], "is not a folder"),
+    (["onestep", "{xyz}", "--preset", "tiny", "--molden", "afile/o.molden"], "is not a folder"),
+])
+def test_bad_output_path_fails_before_any_work(argv, message, tmp_path, run_cli, water_xyz, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    before = set(tmp_path.iterdir())
+    code, out, err = run_cli(*[a.format(xyz=water_xyz) for a in argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert "SCF" not in err + out and set(tmp_path.iterdir()) == before  # nothing run, nothing written
 
 
 def test_error_rejects_different_meshes(tmp_path, run_cli, water_xyz):

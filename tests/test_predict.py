@@ -13,13 +13,13 @@ from rhosr.model import ModelConfig, build_model
 
 
 def test_predict_cli_writes_cube_that_integrates_to_electron_count(tiny_model_dir, tmp_path, capsys):
-    out = tmp_path / "water.cube"
+    out = tmp_path / "new" / "water.cube"  # the folder is made, as for a folder -o
     assert main(["predict", "qm9:3", "-o", str(out), "--model", str(tiny_model_dir), "--png", "--quiet"]) == 0
     cube = read_cube(out)
     assert cube.integral == pytest.approx(8.0, abs=1e-3)
     assert (cube.rho >= 0).all()
     assert out.with_suffix(".png").stat().st_size > 10_000
-    assert (tmp_path / "water_slices.png").stat().st_size > 10_000
+    assert (tmp_path / "new" / "water_slices.png").stat().st_size > 10_000
     assert "qm9_000003: 3 atoms" in capsys.readouterr().out
 
 
@@ -80,9 +80,11 @@ def test_rotation_average_of_an_equivariant_model_changes_nothing():
     (["qm9:3", "-o", "x.cube", "--device", "cuda"], "no CUDA device"),
     (["qm9:3", "-o", "x.cube", "--rotations", "30"], "rotations must be between 1 and 24"),
     (["nonsense_mol_file.xyz", "-o", "x.cube"], "error"),
+    (["qm9:3", "-o", "afile/x.cube"], "afile is not a folder"),
 ])
 def test_bad_predict_input_is_one_line_error(argv, message, tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
     if "--model" not in argv:
         argv = [*argv, "--model", str(tiny_model_dir)]
     assert main(["predict", *argv]) == 2

@@ -41,6 +41,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w"):
         raise
 
 
+def prepare_output(path: str | os.PathLike | None, suffixes: tuple[str, ...] | None = None) -> None:
+    """Check an output file's path before any work is done: a known suffix (when ``suffixes``
+    are given) and a folder, made if missing. ``None`` (an output not asked for) passes."""
+    if path is None:
+        return
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: unknown output format; use one of {', '.join(suffixes)}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputError(f"{path}: {path.parent} is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def write_density(path: str | os.PathLike, atoms: Atoms, rho: np.ndarray) -> None:
     """Write ``rho`` (e/Bohr^3, axes x, y, z) as ``.cube`` (with ``atoms`` and their cell, in
     Angstrom, box frame) or ``.npy`` (array only), chosen by the suffix."""

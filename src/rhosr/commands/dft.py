@@ -39,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.config import get_preset
     from rhosr.dft import run_label
-    from rhosr.io import atomic_write, write_density
+    from rhosr.io import FORMATS, atomic_write, prepare_output, write_density
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
+    prepare_output(args.output, FORMATS)
+    prepare_output(args.json_path)
     preset = get_preset(args.preset).with_options(smearing=args.smearing)
     report(f"{mol.name}: {len(mol.atoms)} atoms, {mol.n_valence} valence electrons, "
            f"charge {mol.charge}, spin {mol.spin}, preset {preset.name}")

@@ -79,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.density_checks import checked_density
     from rhosr.dft.onestep import make_fine_mesh_scf, one_step
     from rhosr.errors import InputError
+    from rhosr.io import prepare_output
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
+    prepare_output(args.json)
+    prepare_output(args.molden)
     if mol.spin:
         raise InputError("one-step DFT needs a closed shell (--spin 0)")
     placed, grid, rho, source = density_for(args, mol, report)

@@ -15,7 +15,8 @@ built on the coarse mesh and the network returns the density on the fine mesh (e
 rescaled to the valence electron count of the GTH pseudopotentials).
 
 Output: with one molecule, -o may name the file (x.cube or x.npy); otherwise -o is a folder and
-each molecule is written as NAME.cube (or .npy with --format npy). --png adds NAME.png (density
+each molecule is written as NAME.cube (or .npy with --format npy); missing folders are made
+before any work. --png adds NAME.png (density
 isosurface with the atoms) and NAME_slices.png; --html adds NAME.html (interactive, offline).
 --reference REF.cube (one molecule, e.g. from `rhosr dft`) also prints Err_rho of the model and
 of the SAD input against it and, with --png, draws the error isosurfaces (NAME_error.png)."""
@@ -82,6 +83,9 @@ def _targets(args, names: list[str]) -> list[Path]:
     if out.suffix.lower() in (".cube", ".npy"):
         if len(names) > 1:
             raise InputError(f"-o {out}: {len(names)} molecules need an output folder, not a file")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise InputError(f"-o {out}: {out.parent} is not a folder")
+        out.parent.mkdir(parents=True, exist_ok=True)  # as for a folder -o: made, before any work
         return [out]
     if out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a folder")

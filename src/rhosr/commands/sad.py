@@ -28,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.grid import place_in_box
-    from rhosr.io import write_density
+    from rhosr.io import FORMATS, prepare_output, write_density
     from rhosr.sad import sad_density
 
     report = Reporter()
     mol = read_molecule_from_args(args)
+    prepare_output(args.output, FORMATS)
     placed, grid = place_in_box(mol, args.upscale, args.margin)
     report(f"{mol.name}: {len(mol.atoms)} atoms, {mol.n_valence} valence electrons, box "
            f"{' x '.join(f'{v:.3f}' for v in grid.lengths_angstrom)} Angstrom, "

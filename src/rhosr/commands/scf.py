@@ -104,9 +104,11 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
 def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.errors import SCFNotConvergedError
+    from rhosr.io import prepare_output
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
+    prepare_output(args.json)
     out = run_scf(mol, args.guess, args.preset, args.model, args.margin, log=report)
     print(
         f"{mol.name}: guess {args.guess}: {out['cycles']} cycles, SCF {out['scf_seconds']:.1f} s"
