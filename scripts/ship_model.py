@@ -69,6 +69,9 @@ def main() -> None:
         f"`{store.meta.get('split')}`), labels with preset `{meta['preset']['name']}` "
         f"({meta['preset'].get('label_error_vs_paper', '')}).",
         *([f"- Trained on {meta['train_entries']} training entries."] if meta.get("train_entries") else []),
+        *([f"- Training molecules containing each element: "
+           f"{', '.join(f'{el} {n}' for el, n in meta['train_elements'].items())} (`rhosr predict` "
+           f"warns about elements in fewer than 10, or none)."] if meta.get("train_elements") else []),
         f"- Entries in the store when this card was written: train {counts['train']}, validation "
         f"{counts['validation']}, test {counts['test']} (the test figures below use the "
         f"{s['n_molecules']} evaluated).",

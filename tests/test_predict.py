@@ -121,3 +121,31 @@ def test_shipped_model_loads_offline_and_predicts_water(monkeypatch):
     result = predict(read_molecule("qm9:3"))
     assert result.n_electrons == pytest.approx(8.0, rel=1e-5)
     assert np.isfinite(result.density).all() and result.density.min() >= 0
+
+
+def test_predict_warns_about_elements_the_model_never_or_rarely_saw(tmp_path, capsys):
+    from rhosr.checkpoint import save_model
+
+    folder = tmp_path / "model"
+    save_model(folder, _random_weights(build_model(LOCAL)), {
+        "input": "sad", "grid": {"upscale": 2, "margin_angstrom": 4.0}, "val_err": 50.0,
+        "train_entries": 40, "train_elements": {"C": 3, "H": 40, "O": 30}})
+    args = ["-o", str(tmp_path / "out"), "--model", str(folder), "--quiet"]
+    assert main(["predict", "qm9:1", "qm9:2", "qm9:3", *args]) == 0  # CH4, NH3, H2O
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "rhosr predict: warning: qm9_000001: C in 3 of its 40 training molecules only: "
+        "expect larger errors around those atoms",
+        "rhosr predict: warning: qm9_000002: N never in the model's training molecules "
+        "(it saw C, H, O): expect larger errors around those atoms",
+    ]
+    assert len(list((tmp_path / "out").iterdir())) == 3  # a caveat, not an error
+
+
+def test_shipped_model_records_its_training_elements():
+    from rhosr.predict import element_caveat, load_predictor
+
+    _, meta = load_predictor()
+    assert set(meta["train_elements"]) == {"C", "F", "H", "N", "O"}  # QM9's elements
+    assert element_caveat(meta, ["C", "H", "O"]) is None
+    assert "S never" in element_caveat(meta, ["C", "S"])

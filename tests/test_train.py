@@ -37,6 +37,7 @@ def test_tiny_model_loss_falls_5x(tiny_store, tmp_path):
     model, meta = load_model(tmp_path / "run" / "best")
     assert meta["val_err"] < errs[0] and meta["grid"]["upscale"] == 2
     assert meta["train_entries"] == 2 and meta["validation"]["n"] == 1  # what the run saw
+    assert meta["train_elements"] == {"F": 1, "H": 2, "O": 1}  # water and HF
 
 
 def test_save_load_identical_outputs(tmp_path):

@@ -4,7 +4,8 @@ A model folder holds ``model.safetensors`` (the ``SRResNet3D`` state dict, nothi
 executable) and ``model.json``: ``model`` (the :class:`ModelConfig`), ``input`` (``sad`` or
 ``sad_atrocious``), ``grid`` (upscale, coarse and fine plane-wave spacing in Bohr, box margin),
 ``preset`` (the DFT settings of the labels it learned), ``training`` (the training config),
-``val_err`` (validation Err_rho in percent), ``step``, ``epoch``, ``store`` and ``versions``.
+``val_err`` (validation Err_rho in percent), ``train_elements`` (element -> number of training
+molecules that contain it), ``step``, ``epoch``, ``store`` and ``versions``.
 Loading builds the network from ``model`` with :func:`rhosr.model.build_model` and nothing else.
 """
 
@@ -151,7 +152,7 @@ class BestModelExporter(L.Callback):
                      "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},
             "preset": self.store_meta.get("preset"),
             "training": self.config.to_dict(), "val_err": err, "validation": self.validation,
-            "train_entries": _train_entries(trainer),
+            "train_entries": _train_entries(trainer), "train_elements": _train_elements(trainer),
             "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
             "train_seconds": _train_seconds(trainer), "hardware": describe_hardware(trainer),
             "store": self.store_path, "versions": package_versions(),
@@ -163,6 +164,18 @@ def _train_entries(trainer) -> int | None:
     loader = trainer.train_dataloader
     dataset = getattr(loader, "dataset", None)
     return None if dataset is None else len(dataset)
+
+
+def _train_elements(trainer) -> dict[str, int] | None:
+    """For each element, how many training molecules contain it (predict warns on the others)."""
+    dataset = getattr(trainer.train_dataloader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "ids"):
+        return None
+    counts: dict[str, int] = {}
+    for entry_id in dataset.ids:
+        for symbol in set(dataset.store.entry_meta(entry_id)["symbols"]):
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _train_seconds(trainer) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from rhosr import __version__
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rhosr.errors import RhosrError
+    from rhosr.errors import RhosrError, RhosrWarning
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RhosrWarning)  # every molecule's caveat, not the first
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.run(args) or 0)
     except RhosrError as exc:
         if args.debug:
             raise
@@ -61,6 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print(f"rhosr {args.command}: error: out of memory", file=sys.stderr)
         return 1
+
+
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` that prints rhosr's own caveats as ``rhosr CMD: warning: ...``."""
+    from rhosr.errors import RhosrWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RhosrWarning):
+            print(f"rhosr {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 if __name__ == "__main__":

@@ -59,5 +59,6 @@ def checked_density(
         )
     if relative > 1e-12:
         rho = rho * (n_electrons / count)
-        notes.append(f"rescaled from {count:.6f} to {n_electrons:g} electrons")
+        if relative > 1e-6:  # below: float32 rounding of a density that was already normalised
+            notes.append(f"rescaled from {count:.6f} to {n_electrons:g} electrons")
     return rho, notes

@@ -13,6 +13,10 @@ class InputError(RhosrError):
     exit_code = 2
 
 
+class RhosrWarning(UserWarning):
+    """A caveat about a result (not an error): the CLI prints ``warning: <message>`` on one line."""
+
+
 class SCFNotConvergedError(RhosrError):
     """The DFT calculation did not converge after every retry: exit code 3."""
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from rhosr.errors import InputError
+from rhosr.errors import InputError, RhosrWarning
 from rhosr.grid import Grid, place_in_box
 from rhosr.molecule import Molecule
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "qm9-small"
+# An element in fewer training molecules than this gets a warning: the shipped model saw F in
+# 2 of 192 and is worse than the SAD input inside F's covalent radius (MODEL_CARD.md).
+RARE_ELEMENT_MOLECULES = 10
 
 
 def shipped_models() -> list[str]:
@@ -63,6 +67,27 @@ def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = 
     return _load(str(model_folder(name_or_path).resolve()), device)
 
 
+def element_caveat(meta: dict, symbols) -> str | None:
+    """What the model's training data says about these elements: ``None`` when every element
+    was in at least :data:`RARE_ELEMENT_MOLECULES` training molecules (or the model does not
+    record its training elements), else a one-line caveat."""
+    trained = meta.get("train_elements")
+    if not trained:
+        return None
+    present = sorted(set(symbols))
+    unseen = [el for el in present if trained.get(el, 0) == 0]
+    rare = [f"{el} in {trained[el]}" for el in present if 0 < trained.get(el, 0) < RARE_ELEMENT_MOLECULES]
+    parts = []
+    if unseen:
+        parts.append(f"{', '.join(unseen)} never in the model's training molecules "
+                     f"(it saw {', '.join(sorted(trained))})")
+    if rare:
+        parts.append(f"{', '.join(rare)} of its {meta.get('train_entries', '?')} training molecules only")
+    if not parts:
+        return None
+    return "; ".join(parts) + ": expect larger errors around those atoms"
+
+
 @dataclass
 class Prediction:
     """A predicted density: ``density`` (fine mesh, e/Bohr^3, float32, axes x, y, z), its
@@ -93,6 +118,9 @@ def predict(
     from rhosr.sad import sad_density
 
     net, meta = load_predictor(model, device)
+    caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
+    if caveat:
+        warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
     t0 = time.perf_counter()
