@@ -50,6 +50,34 @@ def test_error_rejects_different_meshes(tmp_path, run_cli, water_xyz):
     assert code == 2 and "meshes differ" in err and len(err.strip().splitlines()) == 1
 
 
+def test_error_reads_npy_arrays_3d_or_flat(tmp_path, run_cli, water_xyz):
+    """.npy densities (ours, or flat in C order like the authors' rho_22.npy) against a cube."""
+    import numpy as np
+
+    cube, npy = tmp_path / "sad.cube", tmp_path / "sad.npy"
+    run_cli("sad", water_xyz, "-o", cube, "--mesh", "fine")
+    run_cli("sad", water_xyz, "-o", npy, "--mesh", "fine")
+    rho = np.load(npy)
+    np.save(tmp_path / "flat.npy", rho.ravel())
+    np.save(tmp_path / "half.npy", 0.5 * rho)  # Err_rho of half the density: 50%
+    cases = [(npy, cube, []), (tmp_path / "flat.npy", cube, []),
+             (tmp_path / "half.npy", tmp_path / "flat.npy", ["--molecule", water_xyz]),
+             (tmp_path / "half.npy", npy, [])]
+    values, outs = [], []
+    for a, b, extra in cases:
+        code, out, err = run_cli("error", a, b, *extra)
+        assert code == 0, err
+        values.append(float(out.split("=")[1].split("%")[0]))
+        outs.append(out)
+    assert values[:2] == [0.0, 0.0]
+    assert values[2] == pytest.approx(50.0, abs=0.01) and "N_e = 8;" in outs[2]  # from --molecule
+    assert values[3] == pytest.approx(50.0, abs=0.01) and "normalised by the sum" in outs[3]
+    code, _, err = run_cli("error", tmp_path / "flat.npy", tmp_path / "flat.npy")
+    assert code == 2 and "pass --molecule" in err
+    code, _, err = run_cli("error", tmp_path / "flat.npy", npy, "--molecule", "qm9:5")
+    assert code == 2 and "neither the fine" in err
+
+
 def test_sad_upscale_4_coarse_mesh(tmp_path, run_cli, water_xyz):
     out = tmp_path / "sad4.cube"
     assert run_cli("sad", water_xyz, "-o", out, "--upscale", "4")[0] == 0

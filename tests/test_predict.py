@@ -23,6 +23,20 @@ def test_predict_cli_writes_cube_that_integrates_to_electron_count(tiny_model_di
     assert "qm9_000003: 3 atoms" in capsys.readouterr().out
 
 
+def test_predict_reference_may_be_a_flat_npy(tiny_model_dir, tmp_path, capsys):
+    """--reference takes a cube or a .npy on the fine mesh, flat in C order as the authors'."""
+    out = tmp_path / "water.npy"
+    assert main(["predict", "qm9:3", "-o", str(out), "--model", str(tiny_model_dir), "--quiet"]) == 0
+    np.save(tmp_path / "ref.npy", np.load(out).ravel())  # the prediction as its own reference
+    assert main(["predict", "qm9:3", "-o", str(out), "--model", str(tiny_model_dir), "--quiet",
+                 "--reference", str(tmp_path / "ref.npy")]) == 0
+    assert "Err_rho model 0.000 %" in capsys.readouterr().out
+    np.save(tmp_path / "bad.npy", np.zeros(10))
+    assert main(["predict", "qm9:3", "-o", str(out), "--model", str(tiny_model_dir), "--quiet",
+                 "--reference", str(tmp_path / "bad.npy")]) == 2
+    assert "does not fit the mesh" in capsys.readouterr().err
+
+
 def test_predict_many_molecules_into_a_folder_with_html(tiny_model_dir, tmp_path):
     assert main(["predict", "qm9:1", "qm9:3", "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
                  "--format", "npy", "--html", "--quiet"]) == 0

@@ -102,3 +102,41 @@ def read_cube(path: str | os.PathLike) -> CubeDensity:
     spacing = np.asarray(content["spacing"]) / BOHR_ANGSTROM  # voxel vectors in Bohr
     voxel_volume = abs(float(np.linalg.det(spacing)))
     return CubeDensity(content["atoms"], rho, voxel_volume)
+
+
+@dataclass
+class ArrayDensity:
+    """A density read from a ``.npy`` file: the array only (e/Bohr^3, axes x, y, z, or flat in
+    C order as the authors publish ``rho_22.npy``: see :meth:`on_mesh`); its box, atoms and
+    voxel volume are not in the file."""
+
+    rho: np.ndarray
+    atoms: None = None
+    voxel_volume: None = None
+
+    def on_mesh(self, mesh, path: str | os.PathLike) -> ArrayDensity:
+        """This density as a 3D array on ``mesh`` (a flat array is reshaped in C order)."""
+        mesh = tuple(int(n) for n in mesh)
+        if self.rho.shape == mesh:
+            return self
+        if self.rho.ndim == 1 and self.rho.size == int(np.prod(mesh)):
+            return ArrayDensity(self.rho.reshape(mesh))
+        raise InputError(f"{path}: its array {self.rho.shape} does not fit the mesh {mesh}")
+
+
+def read_density_file(path: str | os.PathLike) -> CubeDensity | ArrayDensity:
+    """A cube file (with atoms and box) or a ``.npy`` array, chosen by the suffix."""
+    if Path(path).suffix.lower() != ".npy":
+        return read_cube(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        rho = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
+    if rho.ndim not in (1, 3) or not np.issubdtype(rho.dtype, np.floating):
+        raise InputError(f"{path}: a density must be a 3D (x, y, z) or flat float array, "
+                         f"got {rho.dtype} {rho.shape}")
+    if not np.all(np.isfinite(rho)):
+        raise InputError(f"{path}: holds NaN or infinite values")
+    return ArrayDensity(np.asarray(rho, dtype=float))

@@ -18,8 +18,9 @@ Output: with one molecule, -o may name the file (x.cube or x.npy); otherwise -o 
 each molecule is written as NAME.cube (or .npy with --format npy); missing folders are made
 before any work. --png adds NAME.png (density
 isosurface with the atoms) and NAME_slices.png; --html adds NAME.html (interactive, offline).
---reference REF.cube (one molecule, e.g. from `rhosr dft`) also prints Err_rho of the model and
-of the SAD input against it and, with --png, draws the error isosurfaces (NAME_error.png)."""
+--reference REF (one molecule; a cube from `rhosr dft`, or a .npy on the same fine mesh) also
+prints Err_rho of the model and of the SAD input against it and, with --png, draws the error
+isosurfaces (NAME_error.png)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         default=None,
-        metavar="REF.cube",
+        metavar="REF",
         help="DFT density of the (single) molecule: print Err_rho of model and SAD",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -196,14 +197,16 @@ def _compare(args, mol, result, target: Path) -> None:
     import numpy as np
 
     from rhosr.errors import InputError
-    from rhosr.io import read_cube
+    from rhosr.io import read_density_file
     from rhosr.metrics import err_rho
     from rhosr.sad import sad_density
 
-    ref = read_cube(args.reference)
-    if ref.rho.shape != result.density.shape or not np.allclose(
+    ref = read_density_file(args.reference)  # a cube, or a bare .npy on the same fine mesh
+    if ref.atoms is None:
+        ref = ref.on_mesh(result.density.shape, args.reference)
+    if ref.rho.shape != result.density.shape or (ref.atoms is not None and not np.allclose(
         ref.atoms.cell.lengths(), result.grid.lengths_angstrom, atol=1e-4
-    ):
+    )):
         raise InputError(
             f"{args.reference}: its box or mesh {ref.rho.shape} is not the model's "
             f"{result.grid.fine_mesh} for this molecule (make it with `rhosr dft` and the same margin)"
