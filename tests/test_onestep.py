@@ -64,6 +64,25 @@ def test_onestep_cli_from_a_cube_writes_json_and_molden(sad_cube, tmp_path, run_
     assert "E (Harris-Foulkes" in out
 
 
+def test_onestep_from_a_flat_npy_equals_the_cube(sad_cube, tmp_path, run_cli):
+    import json
+
+    from rhosr.io import read_cube
+
+    np.save(tmp_path / "sad.npy", read_cube(sad_cube).rho.ravel())  # C order, as the authors'
+    results = []
+    for density in (sad_cube, tmp_path / "sad.npy"):
+        code, _, err = run_cli("onestep", "qm9:3", "--density", density, "--json", tmp_path / "r.json",
+                               "--quiet")
+        assert code == 0, err
+        results.append(json.loads((tmp_path / "r.json").read_text()))
+    for key in ("energy_ks", "energy_harris", "homo", "lumo"):
+        assert results[1][key] == pytest.approx(results[0][key], abs=1e-7)
+    np.save(tmp_path / "short.npy", np.zeros(100))
+    code, _, err = run_cli("onestep", "qm9:3", "--density", tmp_path / "short.npy")
+    assert code == 2 and "does not fit the mesh" in err
+
+
 def _write_variant(sad_cube, tmp_path, change, name):
     from rhosr.io import read_cube, write_density
 

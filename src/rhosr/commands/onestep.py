@@ -25,7 +25,9 @@ HARTREE_EV = 27.211386245988
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_molecule_arguments(parser)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--density", default=None, metavar="X.cube", help="density cube on the fine mesh")
+    source.add_argument("--density", default=None, metavar="X.cube",
+                        help="density on the fine mesh of the molecule's box: a cube file, or a .npy "
+                             "array (3D x, y, z, or flat in C order)")
     source.add_argument("--model", default=None, help="model folder or shipped name (default: shipped)")
     source.add_argument("--sad", action="store_true", help="use the SAD density (the model's input)")
     parser.add_argument("--margin", type=float, default=4.0, help="box margin in Angstrom (default 4)")
@@ -44,10 +46,12 @@ def density_for(args, mol, report):
     from rhosr.grid import place_in_box
 
     if args.density:
-        from rhosr.io import read_cube
+        from rhosr.io import read_density_file
 
         placed, grid = place_in_box(mol, 2, args.margin)
-        cube = read_cube(args.density)
+        cube = read_density_file(args.density)
+        if cube.atoms is None:  # a bare .npy: on this molecule's fine mesh by assumption
+            return placed, grid, cube.on_mesh(grid.fine_mesh, args.density).rho, args.density
         if not np.allclose(cube.atoms.cell.lengths(), grid.lengths_angstrom, atol=1e-3):
             raise InputError(
                 f"{args.density}: its box {np.round(cube.atoms.cell.lengths(), 4).tolist()} A is not "
