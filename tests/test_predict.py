@@ -37,6 +37,14 @@ def test_predict_reference_may_be_a_flat_npy(tiny_model_dir, tmp_path, capsys):
     assert "does not fit the mesh" in capsys.readouterr().err
 
 
+def test_predict_open_shell_needs_spin(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "methyl.cube"
+    argv = ["predict", "[CH3]", "-o", str(out), "--model", str(tiny_model_dir), "--quiet"]
+    assert main(argv) == 2 and "use --spin 1" in capsys.readouterr().err
+    assert main([*argv, "--spin", "1"]) == 0
+    assert read_cube(out).integral == pytest.approx(7.0, abs=1e-3)  # total valence density
+
+
 def test_predict_many_molecules_into_a_folder_with_html(tiny_model_dir, tmp_path):
     assert main(["predict", "qm9:1", "qm9:3", "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
                  "--format", "npy", "--html", "--quiet"]) == 0

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
     parser.add_argument("--charge", type=int, default=0, help="total charge of every molecule")
+    parser.add_argument("--spin", type=int, default=0,
+                        help="unpaired electrons 2S of every molecule (default 0); the prediction is "
+                             "the total valence density, and qm9-small learned closed shells only")
     parser.add_argument(
         "--tile",
         type=int,
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     report = Reporter(args.quiet)
     if args.reference and len(args.mols) > 1:
         raise InputError("--reference compares one molecule; give a single MOL")
-    mols = [read_molecule(spec, charge=args.charge) for spec in args.mols]
+    mols = [read_molecule(spec, charge=args.charge, spin=args.spin) for spec in args.mols]
     targets = _targets(args, [m.name for m in mols])
     folder = model_folder(args.model)
     _, meta = load_predictor(folder, args.device)
