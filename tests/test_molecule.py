@@ -76,3 +76,16 @@ def test_bad_molecule_cli_one_line_exit_2(tmp_path, run_cli, case):
 def test_bad_specs(spec, message):
     with pytest.raises(InputError, match=message):
         read_molecule(spec)
+
+
+def test_periodic_file_is_read_as_an_isolated_molecule_with_a_warning(tmp_path, run_cli):
+    from ase.build import bulk
+
+    from rhosr.errors import RhosrWarning
+
+    bulk("Si").write(tmp_path / "si.cif")
+    with pytest.warns(RhosrWarning, match="periodic cell is ignored"):
+        mol = read_molecule(str(tmp_path / "si.cif"))
+    assert len(mol.atoms) == 2 and not mol.atoms.pbc.any()
+    code, _, err = run_cli("sad", tmp_path / "si.cif", "-o", tmp_path / "si.cube")
+    assert code == 0 and "rhosr sad: warning: " in err and "periodic cell is ignored" in err

@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from rhosr.errors import InputError
+from rhosr.errors import InputError, RhosrWarning
 
 MIN_DISTANCE_ANGSTROM = 0.5
 PSEUDO = "gth-pbe"
@@ -156,6 +156,9 @@ def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
         raise InputError(f"{path}: cannot read structure ({reason})") from None
     if isinstance(atoms, list):
         atoms = atoms[0]
+    if atoms.pbc.any():
+        warnings.warn(f"{path}: its periodic cell is ignored; its {len(atoms)} atoms are treated as "
+                      "an isolated molecule in a box of their own", RhosrWarning, stacklevel=3)
     atoms = Atoms(atoms.get_chemical_symbols(), atoms.get_positions())
     return Molecule(atoms, charge, spin, name=name)
 
