@@ -206,3 +206,22 @@ def test_training_and_validation_sets_are_frozen_per_run(tiny_store, tmp_path):
     assert other.best == float("inf")
     other.load_state_dict({"best": 0.5})  # a checkpoint from before validation sets were recorded
     assert other.best == float("inf")
+
+
+def test_init_takes_a_shipped_model_by_name(tmp_path, run_cli, tiny_store):
+    from rhosr.checkpoint import load_weights_into
+    from rhosr.model import build_model
+    from rhosr.predict import load_predictor
+
+    shipped, meta = load_predictor("qm9-small")
+    model = build_model(meta["model"])
+    load_weights_into(model, "qm9-small")
+    for key, value in shipped.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    code, out, err = run_cli("train", "--store", tiny_store, "--config", "qm9_small_restart", "--init",
+                             "qm9-small", "--out", tmp_path / "ft", "--max-steps", "2", "--no-progress")
+    assert code == 0, err
+    assert "trained to step 2" in out
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--init", "no-such-model",
+                           "--out", tmp_path / "bad")
+    assert code == 2 and "no such model folder or shipped model (shipped: qm9-small)" in err

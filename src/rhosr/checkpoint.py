@@ -55,8 +55,13 @@ def load_model(folder: str | os.PathLike, device: str = "cpu") -> tuple[SRResNet
 
 
 def load_weights_into(model: SRResNet3D, source: str | os.PathLike) -> None:
-    """Initialise ``model`` from a model folder or a Lightning ``.ckpt`` (fine-tuning)."""
+    """Initialise ``model`` from a model folder, a shipped model's name (``qm9-small``) or a
+    Lightning ``.ckpt`` (fine-tuning)."""
     source = Path(source)
+    if not source.exists() and source.suffix != ".ckpt":
+        from rhosr.predict import model_folder
+
+        source = model_folder(str(source))  # a shipped model's name, or a one-line error
     if source.is_dir():
         trained, _ = load_model(source)
         state = trained.state_dict()
@@ -64,7 +69,7 @@ def load_weights_into(model: SRResNet3D, source: str | os.PathLike) -> None:
         ckpt = torch.load(source, map_location="cpu", weights_only=True)
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     else:
-        raise InputError(f"{source}: --init takes a model folder or a Lightning .ckpt")
+        raise InputError(f"{source}: --init takes a model folder, a shipped model's name or a .ckpt")
     own = model.state_dict()
     if set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
         state = widen_state(state, own, source)

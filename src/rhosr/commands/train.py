@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-DESCRIPTION = """\
+SHIPPED_CONFIGS = ", ".join(sorted(p.stem for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+
+DESCRIPTION = f"""\
 Train the 3D super-resolution ResNet on a store's train entries, validating on its validation
-entries (test entries are never read). CONFIG is a YAML file or a shipped config name
-(paper_qm9, paper_x4, cpu_small, tiny). The run folder gets config.yaml, checkpoints/last.ckpt
+entries (test entries are never read). CONFIG is a YAML file or the name of a shipped config:
+{SHIPPED_CONFIGS}.
+The run folder gets config.yaml, checkpoints/last.ckpt
 (--resume continues from it: optimizer, scheduler and epoch restored), best/ (the model with
 the lowest validation Err_rho: model.safetensors + model.json), metrics.csv, TensorBoard logs
-and learning_curve.png. --init starts from a trained model (fine-tuning: the same recipe).
+and learning_curve.png. --init starts from a trained model (fine-tuning: the same recipe), e.g.
+the shipped one on your own store: --init qm9-small --config qm9_small_restart.
 
 Several GPUs or nodes: --devices N --strategy ddp (under torchrun or SLURM's srun, Lightning
 picks up the ranks; see the README)."""
@@ -20,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="dataset store (rhosr label)")
     parser.add_argument("--config", required=True, help="YAML file or shipped config name")
     parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
-    parser.add_argument("--init", default=None, help="model folder or .ckpt to start from")
+    parser.add_argument("--init", default=None,
+                        help="model folder, shipped model name (qm9-small) or .ckpt to start from")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--devices", default="1", help="devices per node (int or 'auto')")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
