@@ -126,6 +126,20 @@ def test_memory_bound_picks_tiles_with_the_same_result(tiny_model_dir):
     assert np.abs(tiled.density - whole.density).max() <= 1e-5 * whole.density.max()
 
 
+def test_default_memory_budget_tiles_only_what_would_not_fit(tiny_model_dir, monkeypatch):
+    import rhosr.predict
+    from rhosr.molecule import read_molecule
+    from rhosr.predict import default_memory_budget_gb, predict
+
+    assert default_memory_budget_gb() > 0.1  # half of what this machine has free
+    mol = read_molecule("qm9:3")
+    whole = predict(mol, tiny_model_dir)
+    monkeypatch.setattr(rhosr.predict, "default_memory_budget_gb", lambda: 0.02)  # a small machine
+    auto = predict(mol, tiny_model_dir)
+    assert whole.timings["tile"] is None and auto.timings["tile"] is not None
+    assert np.abs(auto.density - whole.density).max() <= 1e-5 * whole.density.max()
+
+
 def test_shipped_model_loads_offline_and_predicts_water(monkeypatch):
     """The default model ships inside the package: no network, no download, a sane density."""
     import socket

@@ -67,6 +67,19 @@ def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = 
     return _load(str(model_folder(name_or_path).resolve()), device)
 
 
+def default_memory_budget_gb() -> float:
+    """Memory one CPU forward pass may take when none is given: half of what the machine has
+    available now (Linux ``MemAvailable``; elsewhere half of the physical memory). Boxes whose
+    estimated forward pass is larger are predicted in tiles (same result); smaller ones, which
+    is nearly every molecule, run whole."""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+        return 0.5 * kib * 1024 / 1e9
+    except (OSError, StopIteration, ValueError):
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
 def element_caveat(meta: dict, symbols) -> str | None:
     """What the model's training data says about these elements: ``None`` when every element
     was in at least :data:`RARE_ELEMENT_MOLECULES` training molecules (or the model does not
@@ -126,6 +139,8 @@ def predict(
     t0 = time.perf_counter()
     sad = sad_density(placed, grid, "coarse", atrocious=meta.get("input") == "sad_atrocious")
     t_sad = time.perf_counter() - t0
+    if tile is None and max_memory_gb is None and device == "cpu" and net.config.norm == "none":
+        max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
     if tile is None and max_memory_gb is not None:
         if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
             tile = tile_for_memory(net, max_memory_gb * 1e9)

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="GB",
-        help="choose tiles so that one forward pass stays under this many GB",
+        help="choose tiles so that one forward pass stays under this many GB (default on the CPU: "
+             "half the memory available now, so only boxes that would not fit are tiled)",
     )
     parser.add_argument(
         "--rotations",
