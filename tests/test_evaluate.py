@@ -54,18 +54,24 @@ def test_evaluate_cube_folders(tiny_store, tmp_path, run_cli):
     store = DatasetStore.open(tiny_store)
     (pred_dir := tmp_path / "pred").mkdir()
     (ref_dir := tmp_path / "ref").mkdir()
-    for entry_id in store.entry_ids("train"):
+    for i, entry_id in enumerate(store.entry_ids("train")):
         meta = store.entry_meta(entry_id)
         label = np.asarray(store.read_entry(entry_id, ("label",)).label, float)
         atoms = entry_atoms(meta)
         write_density(ref_dir / f"{entry_id}.cube", atoms, label)
-        write_density(pred_dir / f"{entry_id}.cube", atoms, 0.99 * label)
+        if i == 0:
+            write_density(pred_dir / f"{entry_id}.cube", atoms, 0.99 * label)
+        else:  # a prediction as a flat .npy beside a reference cube
+            np.save(pred_dir / f"{entry_id}.npy", 0.99 * label.ravel())
+            n_e = meta["n_electrons"]  # and the same molecule as a cation: N_e - 1 electrons
+            write_density(ref_dir / "cation.cube", atoms, label * (n_e - 1) / n_e)
+            write_density(pred_dir / "cation.cube", atoms, 0.99 * label * (n_e - 1) / n_e)
     code, out, _ = run_cli("evaluate", "--cubes", pred_dir, ref_dir, "-o", tmp_path / "rep")
     assert code == 0
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert len(report["molecules"]) == 2
+    assert len(report["molecules"]) == 3
     for mol in report["molecules"]:
-        assert mol["err_model"] == pytest.approx(1.0, rel=1e-3)  # the label integrates to N_e
+        assert mol["err_model"] == pytest.approx(1.0, rel=1e-3)  # N_e from the reference's integral
         assert 5 < mol["err_sad"] < 40
 
 

@@ -6,8 +6,10 @@ import argparse
 
 DESCRIPTION = """\
 Evaluate a model on a split of a dataset store (default: the test split, which training never
-reads), or compare two folders of cube files (--cubes PRED_DIR REF_DIR, pairs matched by file
-name; the SAD input is rebuilt from the reference cube's atoms and box).
+reads), or compare two folders (--cubes PRED_DIR REF_DIR): each reference NAME.cube in REF_DIR
+is paired with NAME.cube or NAME.npy (e.g. `rhosr predict --format npy`) in PRED_DIR; the SAD
+input is rebuilt from the reference cube's atoms and box, and N_e is the reference's integral
+rounded to an integer (so charged molecules count right).
 
 Prints and writes (-o FOLDER): per-molecule Err_rho of the model and of the SAD input (percent,
 100 * integral |rho - rho_ref| / N_e), their mean / median / 90th percentile, and the error per
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cubes",
         nargs=2,
         metavar=("PRED_DIR", "REF_DIR"),
-        help="folders of predicted and reference cube files with the same names",
+        help="folders of predictions (.cube or .npy) and reference cube files with the same names",
     )
     parser.add_argument(
         "--split",
@@ -81,7 +83,7 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
     from rhosr.errors import InputError
     from rhosr.evaluation import evaluate_pair
     from rhosr.grid import BOHR_ANGSTROM, Grid
-    from rhosr.io import read_cube
+    from rhosr.io import read_cube, read_density_file
     from rhosr.molecule import Molecule, valence_electrons
     from rhosr.sad import sad_density
 
@@ -89,12 +91,22 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
     for d in (pred_dir, ref_dir):
         if not d.is_dir():
             raise InputError(f"{d}: not a folder")
-    names = sorted(p.name for p in pred_dir.glob("*.cube") if (ref_dir / p.name).exists())[:limit]
-    if not names:
-        raise InputError(f"{pred_dir} and {ref_dir} share no cube file names")
+    pairs = []
+    for ref_path in sorted(ref_dir.glob("*.cube")):
+        pred_path = next((p for p in (pred_dir / ref_path.name, pred_dir / f"{ref_path.stem}.npy")
+                          if p.exists()), None)
+        if pred_path is not None:
+            pairs.append((ref_path.name, pred_path, ref_path))
+    pairs = pairs[:limit]
+    if not pairs:
+        raise InputError(f"{pred_dir} and {ref_dir} share no file names (NAME.cube or NAME.npy "
+                         f"beside a reference NAME.cube)")
     results = []
-    for name in names:
-        pred, ref = read_cube(pred_dir / name), read_cube(ref_dir / name)
+    for name, pred_path, ref_path in pairs:
+        ref = read_cube(ref_path)
+        pred = read_density_file(pred_path)
+        if pred.atoms is None:
+            pred = pred.on_mesh(ref.rho.shape, pred_path)
         if pred.rho.shape != ref.rho.shape:
             raise InputError(f"{name}: meshes differ ({pred.rho.shape} vs {ref.rho.shape})")
         if any(n % 2 for n in ref.rho.shape):
@@ -102,8 +114,9 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
         atoms = ref.atoms
         lengths_bohr = tuple(float(v) for v in atoms.cell.lengths() / BOHR_ANGSTROM)
         grid = Grid(lengths_bohr, tuple(n // 2 for n in ref.rho.shape), 2)
-        n_e = sum(valence_electrons(s) for s in atoms.get_chemical_symbols())
-        sad = sad_density(Molecule(atoms, name=name), grid, "coarse")
+        n_e = int(round(ref.integral))  # a DFT density integrates to N_e: charged molecules too
+        charge = sum(valence_electrons(s) for s in atoms.get_chemical_symbols()) - n_e
+        sad = sad_density(Molecule(atoms, charge, name=name), grid, "coarse")
         results.append(
             evaluate_pair(
                 Path(name).stem,
