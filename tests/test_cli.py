@@ -30,6 +30,7 @@ def test_sad_dft_error_end_to_end(tmp_path, run_cli, water_xyz):
     (["dft", "{xyz}", "-o", "afile/ref.cube", "--preset", "tiny"], "afile is not a folder"),
     (["dft", "{xyz}", "-o", "ref.cube", "--json", "afile/s.json", "--preset", "tiny"], "is not a folder"),
     (["sad", "{xyz}", "-o", "sad.dat"], "unknown output format"),
+    (["dft", "{xyz}", "-o", "ref.cube", "--save-dm", "dm.txt", "--preset", "tiny"], "unknown output format"),
     (["scf", "{xyz}", "--guess", "minao", "--preset", "tiny", "--json", "afile/s.json"], "is not a folder"),
     (["onestep", "{xyz}", "--preset", "tiny", "--molden", "afile/o.molden"], "is not a folder"),
 ])

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     mol = read_molecule_from_args(args)
     prepare_output(args.output, FORMATS)
     prepare_output(args.json_path)
+    prepare_output(args.save_dm, (".npy",))
     preset = get_preset(args.preset).with_options(smearing=args.smearing)
     report(f"{mol.name}: {len(mol.atoms)} atoms, {mol.n_valence} valence electrons, "
            f"charge {mol.charge}, spin {mol.spin}, preset {preset.name}")
