@@ -78,6 +78,10 @@ def test_evaluate_cube_folders(tiny_store, tmp_path, run_cli):
 def test_evaluate_bad_inputs(tmp_path, run_cli, tiny_store):
     code, _, err = run_cli("evaluate", "--cubes", tmp_path / "a", tmp_path / "b")
     assert code == 2 and err.strip().endswith("not a folder")
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "validation",
+                           "-o", tmp_path / "afile")
+    assert code == 2 and "exists and is not a folder" in err
     code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "test", "--model", "nope")
     assert code == 2 and "no such model" in err
 
