@@ -112,3 +112,19 @@ def test_worker_death_is_a_recorded_failure_not_a_crash(tmp_path):
     assert (summary["done"], summary["failed"]) == (1, 1), result.stderr
     _assert_complete_and_sound(store, ["h2"])
     assert "KilledWorker" in DatasetStore.open(store).failures()["water"]["reason"]
+
+
+def test_unreadable_file_is_a_recorded_failure_and_the_rest_is_labelled(tmp_path, run_cli):
+    source = tmp_path / "mols"
+    source.mkdir()
+    (source / "water.xyz").write_text(TINY_MOLECULES["water"])
+    (source / "junk.xyz").write_text("not a structure\n")
+    (source / "xx.xyz").write_text("1\n\nXx 0 0 0\n")
+    code, _, err = run_cli("label", source, "--store", tmp_path / "store", "--preset", "tiny",
+                           "--workers", "0")
+    assert code == 1 and "done 1, failed 2" in err  # 1: some molecules failed
+    store = DatasetStore.open(tmp_path / "store")
+    assert store.entry_ids() == ["water"]
+    failures = store.failures()
+    assert set(failures) == {"junk", "xx"}
+    assert all("cannot read structure" in f["reason"] for f in failures.values())

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rhosr.config import DFTPreset
+from rhosr.errors import InputError
 from rhosr.grid import BOHR_ANGSTROM
 from rhosr.sources import SourceItem
 from rhosr.store import DatasetStore, Entry, package_versions
@@ -74,6 +75,8 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
     store = DatasetStore.open(settings.store_path)
     t0 = time.perf_counter()
     try:
+        if item.problem:
+            raise InputError(item.problem)
         mol = validate(Molecule(Atoms(item.symbols, item.positions_angstrom), item.charge, item.spin,
                                 name=item.id))
         label = run_label(mol, settings.preset, settings.upscale, settings.margin_angstrom)

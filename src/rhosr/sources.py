@@ -7,6 +7,9 @@ A SOURCE is one of:
   in the split's seeded random order, so ``--limit N`` labels a random sample that later runs
   extend; validation and test likewise. IDs ``qm9_000123``.
 - a folder - every structure file in it (sorted by name; one molecule per file). IDs: stems.
+  A file that cannot be read becomes an item with a ``problem``: labelling records it as a
+  failure with that reason and goes on with the others (one bad file in ten thousand should not
+  stop a run, nor hide behind the first error).
 - ``*.db`` - an ASE database; charge from the row's ``total_charge`` key (ASE reserves
   ``charge`` for the sum of initial charges, used if non-zero), spin from ``spin``.
   IDs ``<stem>_<row id>``.
@@ -43,6 +46,7 @@ class SourceItem:
     source: str
     charge: int = 0
     spin: int = 0
+    problem: str | None = None  # why the structure could not be read (then no atoms)
 
 
 def read_source(
@@ -92,7 +96,11 @@ def _folder_items(path: Path, split: str, charge: int, spin: int) -> Iterator[So
     if not files:
         raise InputError(f"{path}: no structure files ({', '.join(sorted(STRUCTURE_SUFFIXES))})")
     for f in files:
-        mol = read_molecule(str(f), charge=charge, spin=spin, check=False)
+        try:
+            mol = read_molecule(str(f), charge=charge, spin=spin, check=False)
+        except InputError as exc:
+            yield SourceItem(f.stem, (), np.zeros((0, 3)), split, str(f), charge, spin, problem=str(exc))
+            continue
         yield SourceItem(f.stem, tuple(mol.symbols), mol.positions_angstrom, split, str(f), charge, spin)
 
 
