@@ -126,6 +126,7 @@ class BestModelExporter(L.Callback):
         self.store_path = store_path
         self.validation = validation_fingerprint(val_ids or [])
         self.best = float("inf")
+        self.train_elements: dict[str, int] | None = None  # counted once: the training set is fixed
 
     def state_dict(self) -> dict:
         return {"best": self.best, "validation": self.validation}
@@ -150,6 +151,8 @@ class BestModelExporter(L.Callback):
 
         model = getattr(pl_module.model, "_orig_mod", pl_module.model)  # torch.compile wrapper
         upscale = model.config.upscale
+        if self.train_elements is None:
+            self.train_elements = _train_elements(trainer)
         save_model(self.folder, model, {
             "input": self.config.input,
             "grid": {"upscale": upscale, "coarse_spacing_bohr": coarse_spacing(upscale),
@@ -157,7 +160,7 @@ class BestModelExporter(L.Callback):
                      "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},
             "preset": self.store_meta.get("preset"),
             "training": self.config.to_dict(), "val_err": err, "validation": self.validation,
-            "train_entries": _train_entries(trainer), "train_elements": _train_elements(trainer),
+            "train_entries": _train_entries(trainer), "train_elements": self.train_elements,
             "step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
             "train_seconds": _train_seconds(trainer), "hardware": describe_hardware(trainer),
             "store": self.store_path, "versions": package_versions(),

@@ -16,8 +16,8 @@ rescaled to the valence electron count of the GTH pseudopotentials).
 
 Output: with one molecule, -o may name the file (x.cube or x.npy); otherwise -o is a folder and
 each molecule is written as NAME.cube (or .npy with --format npy); missing folders are made
-before any work. --png adds NAME.png (density
-isosurface with the atoms) and NAME_slices.png; --html adds NAME.html (interactive, offline).
+before any work. --png adds NAME.png (density isosurface with the atoms) and NAME_slices.png;
+--html adds NAME.html (interactive, offline).
 --reference REF (one molecule; a cube from `rhosr dft`, or a .npy on the same fine mesh) also
 prints Err_rho of the model and of the SAD input against it and, with --png, draws the error
 isosurfaces (NAME_error.png)."""
