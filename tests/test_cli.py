@@ -91,6 +91,11 @@ def test_console_script_help_explains_units():
     assert "e/Bohr^3" in result.stdout and "--preset" in result.stdout
 
 
+def test_python_dash_m_rhosr_is_the_console_script():
+    result = subprocess.run([sys.executable, "-m", "rhosr", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("rhosr ")
+
+
 def test_no_command_prints_help(run_cli):
     code, out, _ = run_cli()
     assert code == 2 and "COMMAND" in out
