@@ -177,7 +177,7 @@ def test_read_metrics_merges_resumed_segments_once(tmp_path):
 
 def test_training_and_validation_sets_are_frozen_per_run(tiny_store, tmp_path):
     """A run keeps the train and validation ids it started with; a best from another set is not kept."""
-    from rhosr.checkpoint import BestModelExporter, validation_fingerprint
+    from rhosr.best_model import BestModelExporter, validation_fingerprint
     from rhosr.store import DatasetStore
     from rhosr.train import TrainConfig, frozen_split_ids, make_loaders
 

@@ -193,7 +193,7 @@ def frozen_split_ids(run_dir: Path, store, split: str) -> list[str]:
     schedule (computed from the total step count) jumped back up at the resume (seen: lr 1.8e-5
     -> 3.2e-5). New entries are for a new run (``--init`` from this one). Runs from before
     these files existed fix theirs at their next resume (the validation change also restarts
-    their best-model record, see :class:`rhosr.checkpoint.BestModelExporter`).
+    their best-model record, see :class:`rhosr.best_model.BestModelExporter`).
 
     Under DDP every rank calls this: with Lightning's own launcher rank 0 writes the file before
     the other ranks start and they read it; ranks started together (torchrun, srun) each list the
@@ -226,7 +226,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     from lightning.pytorch.callbacks import ModelCheckpoint, Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from rhosr.checkpoint import BestModelExporter, load_weights_into
+    from rhosr.best_model import BestModelExporter
+    from rhosr.checkpoint import load_weights_into
     from rhosr.io import atomic_write
     from rhosr.run_metrics import keep_metrics_history
     from rhosr.store import DatasetStore
