@@ -185,3 +185,15 @@ def test_shipped_model_records_its_training_elements():
     assert set(meta["train_elements"]) == {"C", "F", "H", "N", "O"}  # QM9's elements
     assert element_caveat(meta, ["C", "H", "O"]) is None
     assert "S never" in element_caveat(meta, ["C", "S"])
+
+
+def test_prediction_does_not_import_lightning():
+    """Lightning costs seconds to import and prediction does not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rhosr.molecule import read_molecule; from rhosr.predict import predict; "
+            "predict(read_molecule('qm9:3')); print('lightning' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
