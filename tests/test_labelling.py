@@ -128,3 +128,10 @@ def test_unreadable_file_is_a_recorded_failure_and_the_rest_is_labelled(tmp_path
     failures = store.failures()
     assert set(failures) == {"junk", "xx"}
     assert all("cannot read structure" in f["reason"] for f in failures.values())
+
+
+def test_bad_scheduler_address_is_a_one_line_error(molecules, tmp_path, run_cli):
+    code, _, err = run_cli("label", molecules, "--store", tmp_path / "store", "--preset", "tiny",
+                           "--scheduler", "no-port-here")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("rhosr label: error: --scheduler no-port-here: cannot connect")

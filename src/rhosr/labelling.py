@@ -214,7 +214,11 @@ class _DaskClient:
         from dask.distributed import Client, LocalCluster
 
         if self.scheduler:
-            self.client = Client(self.scheduler, timeout="30s")
+            try:
+                self.client = Client(self.scheduler, timeout="30s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InputError(f"--scheduler {self.scheduler}: cannot connect ({reason})") from None
             return self.client
         os.environ["OMP_NUM_THREADS"] = str(self.threads)  # inherited by worker processes
         # ":0": the scheduler's HTTP server (it starts one even without a dashboard) takes a free
