@@ -134,4 +134,5 @@ def test_bad_scheduler_address_is_a_one_line_error(molecules, tmp_path, run_cli)
     code, _, err = run_cli("label", molecules, "--store", tmp_path / "store", "--preset", "tiny",
                            "--scheduler", "no-port-here")
     assert code == 2
-    assert err.strip().splitlines()[-1].startswith("rhosr label: error: --scheduler no-port-here: cannot connect")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rhosr label: error: --scheduler no-port-here: cannot connect")
