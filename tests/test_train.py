@@ -147,6 +147,10 @@ def test_train_cli_errors_are_one_line(tmp_path, run_cli, tiny_store):
     assert code == 2 and "needs train and validation entries" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("train", "--store", tiny_store, "--config", "nope", "--out", tmp_path / "r")
     assert code == 2 and "no such config" in err
+    (tmp_path / "notes.yaml").write_text("just some text\n")
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", tmp_path / "notes.yaml",
+                           "--out", tmp_path / "r")
+    assert code == 2 and "a training config is a YAML mapping" in err
     code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--out", tmp_path / "r2",
                            "--resume")
     assert code == 2 and "nothing to resume" in err

@@ -86,6 +86,9 @@ class TrainConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a training config is a YAML mapping (key: value lines), "
+                             f"not a {type(data).__name__}")
         return cls.from_dict(data)
 
     def to_dict(self) -> dict:
