@@ -63,6 +63,7 @@ def test_predict_density_python_api(tiny_model_dir):
     assert density.sum() * grid.voxel_volume("fine") == pytest.approx(8.0, rel=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::rhosr.errors.RhosrWarning")  # small tiles on purpose
 @pytest.mark.parametrize("tile", [5, 8, 13])
 def test_tiled_inference_equals_whole_box(tile):
     model = _random_weights(build_model(LOCAL)).eval()
@@ -115,6 +116,7 @@ def test_bad_predict_input_is_one_line_error(argv, message, tiny_model_dir, tmp_
     assert not (tmp_path / "x.cube").exists()
 
 
+@pytest.mark.filterwarnings("ignore::rhosr.errors.RhosrWarning")  # small tiles on purpose
 def test_memory_bound_picks_tiles_with_the_same_result(tiny_model_dir):
     from rhosr.molecule import read_molecule
     from rhosr.predict import predict
@@ -126,6 +128,7 @@ def test_memory_bound_picks_tiles_with_the_same_result(tiny_model_dir):
     assert np.abs(tiled.density - whole.density).max() <= 1e-5 * whole.density.max()
 
 
+@pytest.mark.filterwarnings("ignore::rhosr.errors.RhosrWarning")  # small tiles on purpose
 def test_default_memory_budget_tiles_only_what_would_not_fit(tiny_model_dir, monkeypatch):
     import rhosr.predict
     from rhosr.molecule import read_molecule
@@ -197,3 +200,16 @@ def test_prediction_does_not_import_lightning():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_tiles_much_smaller_than_their_halo_warn_about_the_cost():
+    from rhosr.errors import RhosrWarning
+    from rhosr.inference import tiling_overhead
+
+    model = _random_weights(build_model(LOCAL)).eval()
+    coarse = np.random.default_rng(0).random((12, 12, 12)).astype(np.float32)
+    assert tiling_overhead(model, coarse.shape, 6) < tiling_overhead(model, coarse.shape, 2)
+    with pytest.warns(RhosrWarning, match="the work of one whole-box pass"):
+        small = predict_array(model, coarse, 5.0, 0.02, tile=2)
+    whole = predict_array(model, coarse, 5.0, 0.02)
+    np.testing.assert_allclose(small, whole, rtol=1e-5, atol=1e-6 * whole.max())

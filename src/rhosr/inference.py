@@ -57,6 +57,17 @@ def tile_for_memory(model: SRResNet3D, max_bytes: float) -> int:
     return side - 2 * halo
 
 
+MAX_TILING_OVERHEAD = 8.0
+"""Tiling that costs more than this many whole-box passes gets a warning (halos recompute)."""
+
+
+def tiling_overhead(model: SRResNet3D, coarse_shape, tile: int) -> float:
+    """Coarse voxels the tiles run through (cores plus halos), over the box's own."""
+    halo = tile_halo(model)
+    padded = math.prod(math.ceil(n / tile) * (min(tile, n) + 2 * halo) for n in coarse_shape)
+    return padded / math.prod(coarse_shape)
+
+
 def tile_halo(model: SRResNet3D) -> int:
     return model.config.receptive_radius + 1
 
@@ -120,6 +131,16 @@ def predict_array(
         )
     if tile is not None and tile < 1:
         raise InputError(f"tile must be >= 1 coarse point, got {tile}")
+    if tiled:
+        overhead = tiling_overhead(model, coarse.shape, tile)
+        if overhead > MAX_TILING_OVERHEAD:
+            import warnings
+
+            from rhosr.errors import RhosrWarning
+
+            warnings.warn(f"tiles of {tile} coarse points with a halo of {tile_halo(model)} make "
+                          f"{overhead:.0f}x the work of one whole-box pass; a larger --tile (or "
+                          f"--max-memory) is faster", RhosrWarning, stacklevel=2)
     total = None
     for perm, signs in ROTATIONS[:rotations]:
         rotated = np.ascontiguousarray(rotate_grid(coarse, perm, signs))
