@@ -82,6 +82,8 @@ def test_evaluate_bad_inputs(tmp_path, run_cli, tiny_store):
     code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "validation",
                            "-o", tmp_path / "afile")
     assert code == 2 and "exists and is not a folder" in err
+    code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "validation", "--limit", "-1")
+    assert code == 2 and "--limit must be >= 1" in err
     code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "test", "--model", "nope")
     assert code == 2 and "no such model" in err
 

@@ -102,6 +102,8 @@ def test_rotation_average_of_an_equivariant_model_changes_nothing():
     (["qm9:1", "qm9:3", "-o", "x.cube"], "need an output folder"),
     (["qm9:3", "-o", "x.cube", "--device", "cuda"], "no CUDA device"),
     (["qm9:3", "-o", "x.cube", "--rotations", "30"], "rotations must be between 1 and 24"),
+    (["qm9:3", "-o", "x.cube", "--max-memory", "-1"], "--max-memory must be a positive number"),
+    (["qm9:3", "-o", "x.cube", "--tile", "0"], "tile must be >= 1"),
     (["nonsense_mol_file.xyz", "-o", "x.cube"], "error"),
     (["qm9:3", "-o", "afile/x.cube"], "afile is not a folder"),
 ])

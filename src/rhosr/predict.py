@@ -130,6 +130,8 @@ def predict(
     from rhosr.inference import estimate_memory_bytes, predict_array, tile_for_memory
     from rhosr.sad import sad_density
 
+    if max_memory_gb is not None and not max_memory_gb > 0:
+        raise InputError(f"--max-memory must be a positive number of GB, got {max_memory_gb:g}")
     net, meta = load_predictor(model, device)
     caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
     if caveat:

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.errors import InputError
     from rhosr.evaluation import evaluate_store, write_report
 
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {args.limit}")
     if args.output:  # before any work: a report folder that cannot be made fails now, not at the end
         if Path(args.output).exists() and not Path(args.output).is_dir():
             raise InputError(f"-o {args.output}: exists and is not a folder")
