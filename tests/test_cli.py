@@ -43,6 +43,23 @@ def test_bad_output_path_fails_before_any_work(argv, message, tmp_path, run_cli,
     assert "SCF" not in err + out and set(tmp_path.iterdir()) == before  # nothing run, nothing written
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["dft", "{xyz}", "-o", "d.cube", "--preset", "tiny", "--smearing", "-1"], "--smearing must be"),
+    (["label", "{xyz}", "--store", "st", "--threads-per-worker", "-2"], "--threads-per-worker must be >= 1"),
+    (["train", "--store", "st", "--config", "tiny", "--devices", "0"], "--devices must be >= 1"),
+    (["train", "--store", "st", "--config", "tiny", "--num-nodes", "0"], "--num-nodes must be >= 1"),
+    (["train", "--store", "st", "--config", "tiny", "--max-steps", "0"], "--max-steps must be >= 1"),
+    (["error", "{xyz}", "{xyz}", "--electrons", "-1"], "--electrons must be positive"),
+])
+def test_out_of_range_numbers_are_one_line_errors(argv, message, tmp_path, run_cli, water_xyz, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "error":  # two real densities, so only the option is wrong
+        run_cli("sad", water_xyz, "-o", tmp_path / "w.cube")
+        argv = [a.replace("{xyz}", str(tmp_path / "w.cube")) for a in argv]
+    code, _, err = run_cli(*[a.format(xyz=water_xyz) for a in argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_error_rejects_different_meshes(tmp_path, run_cli, water_xyz):
     coarse, fine = tmp_path / "c.cube", tmp_path / "f.cube"
     run_cli("sad", water_xyz, "-o", coarse)

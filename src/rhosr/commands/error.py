@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     elif molecule is not None:
         symbols, voxel_volume = molecule["symbols"], molecule["voxel_volume"]
     n_e = args.electrons
+    if n_e is not None and not n_e > 0:
+        raise InputError(f"--electrons must be positive, got {n_e:g}")
     if n_e is None and symbols is not None:
         n_e = sum(valence_electrons(s) for s in symbols) - args.charge
     if n_e is not None and n_e <= 0:

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers must be >= 0")
     if args.limit is not None and args.limit < 0:
         raise InputError("--limit must be >= 0")
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
+        raise InputError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     preset = get_preset(args.preset)
     items = read_source(args.source, args.split, args.charge, args.spin, args.limit)
     split_name = "qm9-seeded-v1" if args.source.startswith("qm9") else "user"

@@ -37,10 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rhosr.errors import InputError
     from rhosr.train import TrainConfig, train
 
     config = TrainConfig.load(args.config)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
+    if devices == 0:
+        raise InputError("--devices must be >= 1 (or 'auto', or a list of device ids like 0,1)")
+    if args.num_nodes < 1:
+        raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}")
+    if args.max_steps < -1 or args.max_steps == 0:
+        raise InputError(f"--max-steps must be >= 1 (or -1: the config's epochs), got {args.max_steps}")
     result = train(args.store, config, args.out, init=args.init, resume=args.resume, devices=devices,
                    accelerator=args.accelerator, strategy=args.strategy, num_nodes=args.num_nodes,
                    max_steps=args.max_steps, progress=not args.no_progress)
