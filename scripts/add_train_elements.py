@@ -22,18 +22,16 @@ def main() -> None:
     ap.add_argument("--split", default="train")
     ap.add_argument("--limit", type=int, required=True, help="how many molecules it trained on")
     args = ap.parse_args()
+    from rhosr.molecule import element_counts
     from rhosr.sources import read_source
 
     items = read_source(args.source, args.split)[: args.limit]
-    counts: dict[str, int] = {}
-    for item in items:
-        for symbol in set(item.symbols):
-            counts[symbol] = counts.get(symbol, 0) + 1
+    counts = element_counts(item.symbols for item in items)
     path = Path(args.model_dir) / "model.json"
     meta = json.loads(path.read_text())
     if meta.get("train_entries") not in (None, len(items)):
         raise SystemExit(f"{path}: trained on {meta['train_entries']} entries, not {len(items)}")
-    meta["train_elements"] = dict(sorted(counts.items()))
+    meta["train_elements"] = counts
     path.write_text(json.dumps(meta, indent=2))
     print(f"{path}: train_elements {meta['train_elements']} ({len(items)} molecules)")
 

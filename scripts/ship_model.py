@@ -44,6 +44,7 @@ def main() -> None:
     m, sad = s["err_model"], s["err_sad"]
     from rhosr.checkpoint import load_model
     from rhosr.model import count_parameters
+    from rhosr.predict import RARE_ELEMENT_MOLECULES
 
     params = count_parameters(load_model(target)[0])
     val_n = (f"{meta['validation']['n']} molecules" if "validation" in meta
@@ -71,7 +72,8 @@ def main() -> None:
         *([f"- Trained on {meta['train_entries']} training entries."] if meta.get("train_entries") else []),
         *([f"- Training molecules containing each element: "
            f"{', '.join(f'{el} {n}' for el, n in meta['train_elements'].items())} (`rhosr predict` "
-           f"warns about elements in fewer than 10, or none)."] if meta.get("train_elements") else []),
+           f"warns about elements in fewer than {RARE_ELEMENT_MOLECULES}, or none)."]
+          if meta.get("train_elements") else []),
         f"- Entries in the store when this card was written: train {counts['train']}, validation "
         f"{counts['validation']}, test {counts['test']} (the test figures below use the "
         f"{s['n_molecules']} evaluated).",

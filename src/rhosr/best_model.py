@@ -83,14 +83,12 @@ def _train_entries(trainer) -> int | None:
 
 def _train_elements(trainer) -> dict[str, int] | None:
     """For each element, how many training molecules contain it (predict warns on the others)."""
+    from rhosr.molecule import element_counts
+
     dataset = getattr(trainer.train_dataloader, "dataset", None)
     if dataset is None or not hasattr(dataset, "ids"):
         return None
-    counts: dict[str, int] = {}
-    for entry_id in dataset.ids:
-        for symbol in set(dataset.store.entry_meta(entry_id)["symbols"]):
-            counts[symbol] = counts.get(symbol, 0) + 1
-    return dict(sorted(counts.items()))
+    return element_counts(dataset.store.entry_meta(entry_id)["symbols"] for entry_id in dataset.ids)
 
 
 def _train_seconds(trainer) -> float | None:

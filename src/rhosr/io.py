@@ -54,6 +54,15 @@ def prepare_output(path: str | os.PathLike | None, suffixes: tuple[str, ...] | N
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def prepare_output_folder(path: str | os.PathLike) -> Path:
+    """Make an output folder before any work; a file standing at ``path`` is an error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"-o {path}: exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_density(path: str | os.PathLike, atoms: Atoms, rho: np.ndarray) -> None:
     """Write ``rho`` (e/Bohr^3, axes x, y, z) as ``.cube`` (with ``atoms`` and their cell, in
     Angstrom, box frame) or ``.npy`` (array only), chosen by the suffix."""

@@ -65,6 +65,15 @@ def valence_electrons(symbol: str) -> int:
 
 
 @functools.cache
+def element_counts(symbol_lists) -> dict[str, int]:
+    """For each element, in how many of the molecules (lists of symbols) it occurs; sorted."""
+    counts: dict[str, int] = {}
+    for symbols in symbol_lists:
+        for symbol in set(symbols):
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def has_basis(symbol: str, basis: str) -> bool:
     from pyscf.gto import basis as gto_basis
 

@@ -47,17 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rhosr.errors import InputError
     from rhosr.evaluation import evaluate_store, write_report
+    from rhosr.io import prepare_output_folder
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     if args.output:  # before any work: a report folder that cannot be made fails now, not at the end
-        if Path(args.output).exists() and not Path(args.output).is_dir():
-            raise InputError(f"-o {args.output}: exists and is not a folder")
-        Path(args.output).mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(args.output)
     if args.store:
         results, context = evaluate_store(
             args.store, args.split, args.model, args.limit, args.rotations, args.tile, args.device

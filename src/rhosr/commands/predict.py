@@ -83,18 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _targets(args, names: list[str]) -> list[Path]:
     from rhosr.errors import InputError
+    from rhosr.io import FORMATS, prepare_output, prepare_output_folder
 
     out = Path(args.output)
-    if out.suffix.lower() in (".cube", ".npy"):
+    if out.suffix.lower() in FORMATS:
         if len(names) > 1:
             raise InputError(f"-o {out}: {len(names)} molecules need an output folder, not a file")
-        if out.parent.exists() and not out.parent.is_dir():
-            raise InputError(f"-o {out}: {out.parent} is not a folder")
-        out.parent.mkdir(parents=True, exist_ok=True)  # as for a folder -o: made, before any work
+        prepare_output(out)
         return [out]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)
     stems, seen = [], {}
     for name in names:  # two molecules with the same name get distinct files
         seen[name] = seen.get(name, 0) + 1
