@@ -22,6 +22,16 @@ def test_label_integrates_to_electron_count(water_label):
     assert lab.cycles > 0
 
 
+# Measured 2026-12-03 (PySCF 2.14.0, numpy 2.4.6, one thread) by this test's own code,
+# `OMP_NUM_THREADS=1 pytest -q tests/test_dft.py -k pinned`; 7 SCF cycles.
+TINY_WATER_ENERGY = -17.2206314295  # Hartree: qm9:3 (water), `tiny` preset, the authors' box
+ENERGY_TOL = 1e-6  # Hartree: the `tiny` conv_tol is 1e-7; leaves room for BLAS and FFT rounding
+
+
+def test_label_tiny_water_energy_is_pinned(water_label):
+    assert water_label.energy == pytest.approx(TINY_WATER_ENERGY, abs=ENERGY_TOL)
+
+
 def test_exact_and_multigrid_density_agree(water_label):
     lab = water_label
     exact = density_on_mesh(lab.mol, lab.grid, lab.dm, "exact")
