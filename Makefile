@@ -24,4 +24,4 @@ test: setup
 	$(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

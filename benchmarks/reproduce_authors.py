@@ -31,8 +31,8 @@ SAD = {"SAD": "tzvp200_atomh1e_smallerbox", "atrocious SAD": "tzvp200_atomh1e2_s
 RESULTS = Path(__file__).parent / "results"
 
 
-def authors_sample(variant: str, name: str) -> tuple[np.ndarray, tuple[int, ...]] | None:
-    folder = REFERENCE / variant / name
+def authors_sample(reference: Path, variant: str, name: str) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    folder = reference / variant / name
     if not (folder / "rho_22.npy").exists():
         return None
     mesh = tuple(int(v) for v in (folder / "grid_sizes_22.dat").read_text().split())
@@ -41,7 +41,8 @@ def authors_sample(variant: str, name: str) -> tuple[np.ndarray, tuple[int, ...]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--reference", type=Path, default=REFERENCE,
+                        help="folder of the authors' samples (VARIANT/MOLECULE/rho_22.npy, ...)")
     args = parser.parse_args()
     rows = []
     for name in ("dsgdb9nsd_000001", "dsgdb9nsd_000002", "dsgdb9nsd_036784", "dsgdb9nsd_107770"):
@@ -54,14 +55,14 @@ def main() -> None:
                      f"placement differs by {shift:.1e} Angstrom"))
         n_e, dv = mol.n_valence, grid.voxel_volume()
         for what, variant in SAD.items():
-            sample = authors_sample(variant, name)
+            sample = authors_sample(args.reference, variant, name)
             if sample is not None:
                 t0 = time.perf_counter()
                 rho = sad_density(placed, grid, "fine", atrocious=what.startswith("atrocious"))
                 rows.append((name, f"{what} vs authors", f"{err_rho(rho, sample[0], dv, n_e):.5f} %",
                              f"{time.perf_counter() - t0:.2f} s"))
         energy_authors = float((folder / "energy_22.dat").read_text())
-        label_authors = authors_sample(LABELS, name)
+        label_authors = authors_sample(args.reference, LABELS, name)
         dm_files = sorted(glob.glob(str(folder / "dm_22*.npy")))
         if label_authors is None and dm_files:
             t0 = time.perf_counter()
