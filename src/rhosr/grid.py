@@ -8,7 +8,7 @@ Conventions used everywhere in rhosr:
 - The fine mesh is ``upscale`` times the coarse mesh per axis, so coarse point ``(i, j, k)``
   is fine point ``(upscale*i, upscale*j, upscale*k)``.
 
-The rule, read from the authors' published data (see ``../shared/reference/README.md``):
+The rule, read from the authors' published data (documentation: The data recipe):
 each box length is the molecule's extent plus ``margin`` (4 Angstrom in total by default),
 rounded up to a whole number of coarse steps, minus 1e-4 Angstrom. The coarse step is the
 spacing of a 50 Hartree plane-wave mesh, ``pi/sqrt(2*50)`` Bohr (~0.166 Angstrom), for the

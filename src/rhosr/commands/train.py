@@ -18,7 +18,7 @@ and learning_curve.png. --init starts from a trained model (fine-tuning: the sam
 the shipped one on your own store: --init qm9-small --config qm9_small_restart.
 
 Several GPUs or nodes: --devices N --strategy ddp (under torchrun or SLURM's srun, Lightning
-picks up the ranks; see the README)."""
+picks up the ranks; see the documentation, Train and fine-tune)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
