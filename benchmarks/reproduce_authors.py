@@ -1,4 +1,4 @@
-"""Rebuild the authors' published samples (../shared/reference) and report Err_rho against them.
+"""Rebuild the authors' published samples (``--reference FOLDER``) and report Err_rho against them.
 
 - CH4 and NH3: mesh shapes; our SAD and atrocious SAD (fine mesh) against the authors'
   ``rho_22.npy``; our DFT label (``paper`` preset, and ``fast`` for comparison) against theirs.
@@ -80,7 +80,8 @@ def main() -> None:
     lines = [
         "# Reproducing the authors' samples",
         "",
-        "Command: `OMP_NUM_THREADS=1 python benchmarks/reproduce_authors.py` (reads `../shared/reference`).",
+        "Command: `OMP_NUM_THREADS=1 python benchmarks/reproduce_authors.py` "
+        "(`--reference`: the folder of the authors' samples).",
         "Err_rho on the fine mesh; targets: labels < 0.01%, SAD inputs < 0.1%.",
         "",
         "| molecule | quantity | value | notes |",
