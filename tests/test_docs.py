@@ -50,3 +50,67 @@ def test_user_facing_text_names_no_machine_path():
 def test_machine_path_pattern_catches_home_folders():
     assert MACHINE_PATH.search("see /home/alice/runs") and MACHINE_PATH.search("/tmp/ci")
     assert not MACHINE_PATH.search("~/.cache/rhosr/stores/qm9_fast and runs/NAME")
+
+
+def _options(parser) -> set[str]:
+    """Every option string of a parser and of its subcommands' parsers."""
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _options(sub)
+    return found
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """``(where, command line)`` of every ``rhosr ...`` line in the README's and the docs'
+    code blocks (continuation lines joined, comments dropped)."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = re.sub(r"\\\n\s*", " ", path.read_text())
+        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            for line in block.splitlines():
+                line = line.split(" #")[0].strip()
+                if line.startswith("rhosr "):
+                    found.append((path.relative_to(ROOT).as_posix(), line))
+    return found
+
+
+def test_documented_commands_use_real_commands_and_options():
+    """A renamed command or flag must not leave the user docs behind."""
+    from rhosr.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    lines = documented_commands()
+    assert len(lines) > 20
+    wrong = []
+    for where, line in lines:
+        words = line.split()
+        name = next((w for w in words[1:] if not w.startswith("-")), None)
+        if name is not None and name not in commands:
+            wrong.append(f"{where}: {line} (no command {name!r})")
+            continue
+        known = _options(parser) | (_options(commands[name]) if name else set())
+        wrong += [f"{where}: {line} (no option {flag})"
+                  for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line) if flag not in known]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_documented_files_exist():
+    """Scripts, results and modules the docs name in code (`...`) are in the repository."""
+    pattern = re.compile(r"(?<![\w/.~-])((?:benchmarks|scripts|examples|tests|src|rhosr|configs)/[\w./-]+"
+                         r"\.(?:py|sh|md|npz|yaml|csv|json|png))")
+    missing = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = path.read_text()
+        blocks = re.findall(r"```\w*\n(.*?)```", text, flags=re.S)
+        code = " ".join(blocks + re.findall(r"`([^`\n]+)`", re.sub(r"```\w*\n.*?```", "", text, flags=re.S)))
+        for name in set(pattern.findall(code)) - {"benchmarks/results/NAME.md"}:
+            candidates = [ROOT / name, ROOT / "src" / name, ROOT / "src" / "rhosr" / name]
+            if not any(c.exists() for c in candidates):
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not missing, "files named in the docs but not in the repository:\n" + "\n".join(missing)
