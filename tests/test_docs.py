@@ -73,7 +73,7 @@ def documented_commands() -> list[tuple[str, str]]:
         text = re.sub(r"\\\n\s*", " ", path.read_text())
         for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
             for line in block.splitlines():
-                line = line.split(" #")[0].strip()
+                line = re.sub(r"^(\w+=\S*\s+)*", "", line.split(" #")[0].strip())  # VAR=value rhosr ...
                 if line.startswith("rhosr "):
                     found.append((path.relative_to(ROOT).as_posix(), line))
     return found
