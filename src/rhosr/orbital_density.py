@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,8 +40,8 @@ AO_CUTOFF = 1e-11
 DM_TOL = 1e-9
 """Eigenvalues of a density matrix below this (in magnitude) are dropped by default."""
 
-BLOCK_BYTES = 2**25
-"""Memory of the orbital values of one block of columns (bytes); larger suits a GPU."""
+BLOCK = (8, 8, 128)
+"""Mesh points per block (x, y, z): the orbitals are held on one block at a time."""
 
 
 def cartesian_powers(l: int) -> list[tuple[int, int, int]]:
@@ -110,6 +110,7 @@ class ElementBasis:
     exponents: np.ndarray  # (n_terms,)
     powers: np.ndarray  # (n_terms, 3)
     ao_weights: np.ndarray  # (n_terms, n_ao)
+    _radii: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nao(self) -> int:
@@ -152,6 +153,11 @@ class ElementBasis:
 
     def radii(self, cutoff: float = AO_CUTOFF) -> np.ndarray:
         """Per term, the radius (Bohr) beyond which ``max|w| r^l exp(-alpha r^2) < cutoff``."""
+        if cutoff not in self._radii:
+            self._radii[cutoff] = self._compute_radii(cutoff)
+        return self._radii[cutoff]
+
+    def _compute_radii(self, cutoff: float) -> np.ndarray:
         r = np.arange(0.0, 200.0, 0.01)
         out = np.empty(len(self.exponents))
         for t, (alpha, powers) in enumerate(zip(self.exponents, self.powers)):
@@ -179,8 +185,7 @@ class GaussianBasis:
         cls, symbols: Sequence[str], basis_by_element: Mapping[str, Sequence]
     ) -> GaussianBasis:
         """From per-element shells in PySCF's plain format (``cell._basis``)."""
-        elements = {s: ElementBasis.from_pyscf_format(basis_by_element[s])
-                    for s in set(symbols) if s in basis_by_element}
+        elements = {s: _element_basis(basis_by_element[s]) for s in set(symbols) if s in basis_by_element}
         return cls(symbols, elements)
 
     @property
@@ -196,7 +201,7 @@ class GaussianBasis:
             atom.append(np.full(len(el.exponents), ia))
             exponents.append(el.exponents)
             powers.append(el.powers)
-            radii.append(_cached_radii(el, cutoff))
+            radii.append(el.radii(cutoff))
             block = np.zeros((len(el.exponents), self.nao))
             block[:, self.ao_offsets[ia]:self.ao_offsets[ia + 1]] = el.ao_weights
             blocks.append(block)
@@ -229,14 +234,43 @@ class GaussianBasis:
         return product @ ao_weights
 
 
-_RADII_CACHE: dict[tuple[int, float], np.ndarray] = {}
+    def overlap(
+        self,
+        positions_bohr: np.ndarray,
+        lengths_bohr: Sequence[float],
+        cutoff: float = AO_CUTOFF,
+        spacing: float = 0.02,
+    ) -> np.ndarray:
+        """``(nao, nao)`` periodic overlap ``S = int_box chi_mu chi_nu dr`` of the lattice-summed
+        AOs, as PySCF's ``cell.pbc_intor('int1e_ovlp')``; ``Tr(D S)`` is the electron count.
+
+        Each primitive product is separable, so ``S`` is a product of 1D integrals over one
+        period, taken by the trapezoid rule on ``spacing`` (Bohr; spectrally exact for these
+        smooth periodic functions).
+        """
+        atom, exponents, powers, radii, ao_weights = self.terms(cutoff)
+        positions = np.asarray(positions_bohr, dtype=float).reshape(len(self.symbols), 3)
+        s_terms = np.ones((len(exponents), len(exponents)))
+        for axis, length in enumerate(lengths_bohr):
+            n = int(np.ceil(length / spacing))
+            table = np.zeros((len(exponents), n))
+            for t in range(len(exponents)):
+                idx, values = periodic_factors(positions[atom[t], axis], radii[t], n, length / n,
+                                               exponents[t:t + 1], powers[t:t + 1, axis])
+                table[t, idx] = values[0]
+            s_terms *= (table @ table.T) * (length / n)
+        return ao_weights.T @ s_terms @ ao_weights
 
 
-def _cached_radii(el: ElementBasis, cutoff: float) -> np.ndarray:
-    key = (id(el), cutoff)
-    if key not in _RADII_CACHE:
-        _RADII_CACHE[key] = el.radii(cutoff)
-    return _RADII_CACHE[key]
+_ELEMENT_CACHE: dict[str, ElementBasis] = {}
+
+
+def _element_basis(shells: Sequence) -> ElementBasis:
+    """:meth:`ElementBasis.from_pyscf_format`, remembered by the shells' text."""
+    key = repr(shells)
+    if key not in _ELEMENT_CACHE:
+        _ELEMENT_CACHE[key] = ElementBasis.from_pyscf_format(shells)
+    return _ELEMENT_CACHE[key]
 
 
 def periodic_factors(
@@ -289,7 +323,7 @@ def render_density(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     cutoff: float = AO_CUTOFF,
-    block_bytes: int = BLOCK_BYTES,
+    block: tuple[int, int, int] = BLOCK,
 ) -> np.ndarray:
     """Valence density (e/Bohr^3) on the periodic mesh, axes (x, y, z), as a numpy array.
 
@@ -300,7 +334,7 @@ def render_density(
     """
     rho = render_density_tensor(
         symbols, positions_bohr, basis_by_element, lengths_bohr, mesh, dm=dm, orbitals=orbitals,
-        occupations=occupations, device=device, dtype=dtype, cutoff=cutoff, block_bytes=block_bytes,
+        occupations=occupations, device=device, dtype=dtype, cutoff=cutoff, block=block,
     )
     return rho.cpu().numpy()
 
@@ -318,13 +352,13 @@ def render_density_tensor(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     cutoff: float = AO_CUTOFF,
-    block_bytes: int = BLOCK_BYTES,
+    block: tuple[int, int, int] = BLOCK,
 ) -> torch.Tensor:
     """:func:`render_density` as a tensor ``(nx, ny, nz)`` on ``device`` (CPU or CUDA).
 
     ``cutoff`` (Bohr^-3/2) is where a primitive's contribution to an AO is dropped;
-    ``block_bytes`` bounds the orbital values held at once (the memory of one block of
-    ``(x, y)`` columns through the whole z axis).
+    ``block`` is the number of mesh points (x, y, z) per block: the memory is about
+    ``n_orbitals * prod(block)`` values, and only the primitives that reach a block are used.
     """
     basis = (basis_by_element if isinstance(basis_by_element, GaussianBasis)
              else GaussianBasis.from_pyscf_format(symbols, basis_by_element))
@@ -364,10 +398,7 @@ def render_density_tensor(
     w = torch.as_tensor(weights, dtype=dtype, device=device)
     occ = torch.as_tensor(occupations, dtype=dtype, device=device)
     gx, gy, gz = group_of_term
-    itemsize = torch.finfo(dtype).bits // 8
-    columns = max(1, block_bytes // (n_orb * mesh[2] * itemsize))
-    by = min(mesh[1], max(1, int(math.sqrt(columns))))
-    bx = min(mesh[0], max(1, columns // by))
+    bx, by, bz = (min(n, b) for n, b in zip(mesh, block))
     for x0 in range(0, mesh[0], bx):
         x1 = min(mesh[0], x0 + bx)
         in_x = supports[0][gx, x0:x1].any(axis=1)
@@ -378,15 +409,65 @@ def render_density_tensor(
                 continue
             z_groups, z_index = np.unique(gz[active], return_inverse=True)
             t = torch.as_tensor(active, device=device)
-            # h[g, k, x, y] = sum over terms t of group g: w[t, k] X_t(x) Y_t(y)
-            terms = (w[t][:, :, None, None] * fx[torch.as_tensor(gx[active], device=device), None, x0:x1, None]
+            # h[g, (k, x, y)] = sum over the terms t of z-group g: w[t, k] X_t(x) Y_t(y)
+            terms = (w[t][:, :, None, None]
+                     * fx[torch.as_tensor(gx[active], device=device), None, x0:x1, None]
                      * fy[torch.as_tensor(gy[active], device=device), None, None, y0:y1])
             h = torch.zeros((len(z_groups),) + terms.shape[1:], dtype=dtype, device=device)
             h.index_add_(0, torch.as_tensor(z_index.ravel(), device=device), terms)
-            zf = fz[torch.as_tensor(z_groups, device=device)]  # (n_groups, nz)
-            psi = (h.reshape(len(z_groups), -1).T @ zf).reshape(n_orb, x1 - x0, y1 - y0, mesh[2])
-            rho[x0:x1, y0:y1] = torch.tensordot(occ, psi * psi, dims=1)
+            h = h.reshape(len(z_groups), -1)
+            for z0 in range(0, mesh[2], bz):
+                z1 = min(mesh[2], z0 + bz)
+                rows = np.nonzero(supports[2][z_groups, z0:z1].any(axis=1))[0]
+                if rows.size == 0:
+                    continue
+                r = torch.as_tensor(rows, device=device)
+                zf = fz[torch.as_tensor(z_groups[rows], device=device), z0:z1]  # (n_rows, bz)
+                psi = (h[r].T @ zf).reshape(n_orb, x1 - x0, y1 - y0, z1 - z0)
+                rho[x0:x1, y0:y1, z0:z1] = torch.tensordot(occ, psi * psi, dims=1)
     return rho
+
+
+def render_sad(
+    symbols: Sequence[str],
+    positions_bohr: np.ndarray,
+    basis_by_element: Mapping[str, Sequence],
+    atomic_dms: Mapping[str, np.ndarray],
+    n_electrons: float,
+    lengths_bohr: Sequence[float],
+    mesh: Sequence[int],
+    **options,
+) -> np.ndarray:
+    """The SAD density (e/Bohr^3, axes x, y, z) of per-element atomic density matrices.
+
+    The molecular density matrix is block-diagonal in ``atomic_dms[symbol]`` (PySCF's AO
+    order of the element's basis, e.g. :func:`rhosr.sad.atomic_density_matrix`), scaled so
+    that ``Tr(D S) = n_electrons`` with ``S`` the periodic overlap, as
+    :func:`rhosr.sad.sad_density` does. ``options`` go to :func:`render_density`.
+    """
+    basis = GaussianBasis.from_pyscf_format(symbols, basis_by_element)
+    missing = sorted(set(symbols) - set(atomic_dms))
+    if missing:
+        raise InputError(f"no atomic density matrix for element(s) {', '.join(missing)}")
+    per_element = {s: orbitals_from_dm(atomic_dms[s]) for s in set(symbols)}
+    n_raw = sum(_atom_electrons(basis.elements[s], atomic_dms[s], lengths_bohr) for s in symbols)
+    blocks, occupations = [], []
+    for ia, s in enumerate(symbols):
+        vectors, occ = per_element[s]
+        block = np.zeros((basis.nao, vectors.shape[1]))
+        block[basis.ao_offsets[ia]:basis.ao_offsets[ia + 1]] = vectors
+        blocks.append(block)
+        occupations.append(occ * (n_electrons / n_raw))
+    return render_density(symbols, positions_bohr, basis, lengths_bohr, mesh,
+                          orbitals=np.concatenate(blocks, axis=1),
+                          occupations=np.concatenate(occupations), **options)
+
+
+def _atom_electrons(element: ElementBasis, dm: np.ndarray, lengths_bohr: Sequence[float]) -> float:
+    """``Tr(D_A S_AA)`` of one atom in the periodic box (images included)."""
+    basis = GaussianBasis(["X"], {"X": element})
+    overlap = basis.overlap(np.zeros((1, 3)), lengths_bohr)
+    return float(np.einsum("ij,ji->", np.asarray(dm, dtype=float), overlap))
 
 
 def _orbitals(nao, dm, orbitals, occupations) -> tuple[np.ndarray, np.ndarray]:
