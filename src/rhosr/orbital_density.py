@@ -286,9 +286,13 @@ def periodic_factors(
     wrapped, inverse = np.unique(idx % n, return_inverse=True)
     d = idx * spacing - centre
     values = d ** powers[:, None] * np.exp(-exponents[:, None] * d * d)
-    fold = np.zeros((len(idx), len(wrapped)))
-    fold[np.arange(len(idx)), inverse] = 1.0
-    return wrapped, values @ fold
+    if len(wrapped) == len(idx):  # no plane reached twice: a permutation
+        folded = np.empty_like(values)
+        folded[:, inverse] = values
+        return wrapped, folded
+    folded = np.zeros((len(values), len(wrapped)))
+    np.add.at(folded.T, inverse, values.T)  # images of the same plane, summed in order
+    return wrapped, folded
 
 
 def orbitals_from_dm(dm: np.ndarray, tol: float = DM_TOL) -> tuple[np.ndarray, np.ndarray]:
@@ -450,7 +454,8 @@ def render_sad(
     if missing:
         raise InputError(f"no atomic density matrix for element(s) {', '.join(missing)}")
     per_element = {s: orbitals_from_dm(atomic_dms[s]) for s in set(symbols)}
-    n_raw = sum(_atom_electrons(basis.elements[s], atomic_dms[s], lengths_bohr) for s in symbols)
+    electrons = {s: _atom_electrons(basis.elements[s], atomic_dms[s], lengths_bohr) for s in set(symbols)}
+    n_raw = sum(electrons[s] for s in symbols)
     blocks, occupations = [], []
     for ia, s in enumerate(symbols):
         vectors, occ = per_element[s]
