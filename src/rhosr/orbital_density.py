@@ -43,6 +43,9 @@ DM_TOL = 1e-9
 BLOCK = (8, 8, 128)
 """Mesh points per block (x, y, z): the orbitals are held on one block at a time."""
 
+BLOCK_BYTES = 2**26
+"""Largest memory of the orbital values on one block (bytes); a block is thinned in z to fit."""
+
 
 def cartesian_powers(l: int) -> list[tuple[int, int, int]]:
     """PySCF's order of the Cartesian components ``(a, b, c)`` of angular momentum ``l``."""
@@ -302,7 +305,8 @@ def orbitals_from_dm(dm: np.ndarray, tol: float = DM_TOL) -> tuple[np.ndarray, n
     at most ``tol``, and the density error is at most ``tol * sum_mu chi_mu(r)^2`` at every
     point: Err_rho <= ``100 * tol * nao / N_e`` percent (normalised AOs). A spin pair
     ``(2, nao, nao)`` is summed first. Returns ``orbitals (nao, n_kept)`` (orthonormal
-    columns) and ``occupations (n_kept,)``, largest occupation first.
+    columns) and ``occupations (n_kept,)``, largest first: the eigenvalues of ``dm`` itself
+    (not natural occupations, which would need the overlap), possibly negative.
     """
     dm = np.asarray(dm, dtype=np.float64)
     if dm.ndim == 3:
@@ -362,7 +366,9 @@ def render_density_tensor(
 
     ``cutoff`` (Bohr^-3/2) is where a primitive's contribution to an AO is dropped;
     ``block`` is the number of mesh points (x, y, z) per block: the memory is about
-    ``n_orbitals * prod(block)`` values, and only the primitives that reach a block are used.
+    ``n_orbitals * prod(block)`` values (at most ``BLOCK_BYTES``), and only the primitives that
+    reach a block are used. Small blocks suit a CPU's caches; on a GPU larger ones (e.g.
+    ``(32, 32, 128)``) launch fewer kernels.
     """
     basis = (basis_by_element if isinstance(basis_by_element, GaussianBasis)
              else GaussianBasis.from_pyscf_format(symbols, basis_by_element))
@@ -403,6 +409,8 @@ def render_density_tensor(
     occ = torch.as_tensor(occupations, dtype=dtype, device=device)
     gx, gy, gz = group_of_term
     bx, by, bz = (min(n, b) for n, b in zip(mesh, block))
+    itemsize = torch.finfo(dtype).bits // 8
+    bz = max(1, min(bz, BLOCK_BYTES // (n_orb * bx * by * itemsize)))  # many orbitals: thinner blocks
     for x0 in range(0, mesh[0], bx):
         x1 = min(mesh[0], x0 + bx)
         in_x = supports[0][gx, x0:x1].any(axis=1)
