@@ -36,12 +36,15 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def best_time(fn, repeat: int):
-    times, out = [], None
+    """Best of ``repeat`` calls: (CPU seconds of this process, wall seconds, result). With one
+    thread the CPU time is the time on one core, whatever else shares the machine."""
+    cpu, wall, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return min(cpu), min(wall), out
 
 
 def measure(store: DatasetStore, entry_id: str, repeat: int, exact: bool) -> dict:
@@ -56,20 +59,22 @@ def measure(store: DatasetStore, entry_id: str, repeat: int, exact: bool) -> dic
     n_e, dv = float(meta["n_electrons"]), grid.voxel_volume()
     args = (mol.symbols, positions, basis, grid.lengths, grid.fine_mesh)
     row = {"id": entry_id, "formula": mol.atoms.get_chemical_formula(), "mesh": grid.fine_mesh}
-    row["t64"], rho64 = best_time(lambda: render_density(*args, dm=entry.dm), repeat)
-    row["t32"], rho32 = best_time(lambda: render_density(*args, dm=entry.dm, dtype=torch.float32), repeat)
-    row["t_mg"], rho_mg = best_time(lambda: density_on_mesh(mol, grid, entry.dm, "multigrid"), 1)
+    row["t64"], row["w64"], rho64 = best_time(lambda: render_density(*args, dm=entry.dm), repeat)
+    row["t32"], row["w32"], rho32 = best_time(
+        lambda: render_density(*args, dm=entry.dm, dtype=torch.float32), repeat)
+    row["t_mg"], row["w_mg"], rho_mg = best_time(
+        lambda: density_on_mesh(mol, grid, entry.dm, "multigrid"), 1)
     row["err64_mg"] = err_rho(rho64, rho_mg, dv, n_e)
     row["err_n"] = abs(rho64.sum() * dv - n_e)
     if exact:
-        row["t_exact"], rho_exact = best_time(lambda: density_on_mesh(mol, grid, entry.dm, "exact"), 1)
+        row["t_exact"], _, rho_exact = best_time(lambda: density_on_mesh(mol, grid, entry.dm, "exact"), 1)
         row["err64_exact"] = err_rho(rho64, rho_exact, dv, n_e)
         row["err32_exact"] = err_rho(rho32.astype(np.float64), rho_exact, dv, n_e)
         row["err_mg_exact"] = err_rho(rho_mg, rho_exact, dv, n_e)
     atomic = {s: atomic_density_matrix(s) for s in set(mol.symbols)}
     sad_density(mol, grid, "coarse")  # fills PySCF's per-element caches once
-    row["t_sad_pyscf"], sad_ref = best_time(lambda: sad_density(mol, grid, "coarse"), repeat)
-    row["t_sad"], sad = best_time(lambda: render_sad(mol.symbols, positions, basis, atomic, n_e,
+    row["t_sad_pyscf"], _, sad_ref = best_time(lambda: sad_density(mol, grid, "coarse"), repeat)
+    row["t_sad"], _, sad = best_time(lambda: render_sad(mol.symbols, positions, basis, atomic, n_e,
                                                      grid.lengths, grid.mesh("coarse")), repeat)
     row["err_sad"] = err_rho(sad, sad_ref, grid.voxel_volume("coarse"), n_e)
     return row
@@ -98,15 +103,17 @@ def main() -> None:
               f"{r['t32']:.2f} s (f32), multigrid {r['t_mg']:.2f} s, exact {fmt(r.get('t_exact'), '.1f')} s; "
               f"Err vs exact {fmt(r.get('err64_exact'), '.1e')}%, vs multigrid {r['err64_mg']:.1e}%",
               flush=True)
-    header = ("| entry | formula | fine mesh | render f64 s | render f32 s | PySCF multigrid s "
-              "| PySCF exact s | Err f64 vs exact % | Err f32 vs exact % | Err f64 vs multigrid % "
+    header = ("| entry | formula | fine mesh | render f64 s (wall) | render f32 s (wall) "
+              "| PySCF multigrid s (wall) | PySCF exact s | Err f64 vs exact % | Err f32 vs exact % "
+              "| Err f64 vs multigrid % "
               "| Err multigrid vs exact % | abs(N - N_e) f64 |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         mesh = "x".join(map(str, r["mesh"]))
         lines.append(
-            f"| {r['id']} | {r['formula']} | {mesh} | {r['t64']:.2f} | {r['t32']:.2f} "
-            f"| {r['t_mg']:.2f} | {fmt(r.get('t_exact'), '.1f')} | {fmt(r.get('err64_exact'), '.1e')} "
+            f"| {r['id']} | {r['formula']} | {mesh} | {r['t64']:.2f} ({r['w64']:.2f}) "
+            f"| {r['t32']:.2f} ({r['w32']:.2f}) | {r['t_mg']:.2f} ({r['w_mg']:.2f}) "
+            f"| {fmt(r.get('t_exact'), '.1f')} | {fmt(r.get('err64_exact'), '.1e')} "
             f"| {fmt(r.get('err32_exact'), '.1e')} | {r['err64_mg']:.1e} "
             f"| {fmt(r.get('err_mg_exact'), '.1e')} | {r['err_n']:.1e} |")
     sad_lines = ["| entry | coarse mesh | render_sad s | rhosr.sad (PySCF, cached) s | Err_rho % |",
@@ -119,8 +126,10 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 python benchmarks/render_density.py STORE " + " ".join(sys.argv[2:])
     text = (
         "# Rendering labels without PySCF\n\n"
-        f"Command: `{command.strip()}` (one thread; STORE a `fast` QM9 store, "
-        f"{os.cpu_count()} shared CPU cores, best of {args.repeat} renders).\n\n"
+        f"Command: `{command.strip()}` (one thread; STORE a `fast` QM9 store).\n\n"
+        "Times are CPU seconds of the one-threaded process (the time on one core), best of "
+        f"{args.repeat} renders; wall seconds in brackets, on {os.cpu_count()} CPU cores shared "
+        "with other jobs. PySCF's evaluations are timed once.\n\n"
         "Label density on the fine mesh from the stored density matrix:\n\n"
         + "\n".join(lines)
         + "\n\nSAD input on the coarse mesh from the per-element atomic density matrices:\n\n"

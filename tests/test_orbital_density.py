@@ -50,7 +50,7 @@ def _symbols(cell):
     return [cell.atom_symbol(i) for i in range(cell.natm)]
 
 
-@pytest.fixture(scope="module", params=["water", "h2s"])
+@pytest.fixture(scope="module", params=["water", pytest.param("h2s", marks=pytest.mark.slow)])
 def scf(request):
     """A converged GPW SCF (tiny preset) in the authors' box: molecule, grid, cell, mf."""
     if request.param == "water":

@@ -106,7 +106,7 @@ class ElementBasis:
     """One element's spherical AOs as sums of Cartesian primitives.
 
     ``chi_mu(r) = sum_t ao_weights[t, mu] x^a y^b z^c exp(-exponents[t] |r|^2)`` with
-    ``(a, b, c) = powers[t]`` (Bohr, relative to the atom); ``radii[t]`` (Bohr) is where the
+    ``(a, b, c) = powers[t]`` (Bohr, relative to the atom); ``radii(cutoff)[t]`` (Bohr) is where the
     term's largest weight times ``r^(a+b+c) exp(-alpha r^2)`` falls below the AO cut-off.
     """
 
