@@ -303,9 +303,10 @@ def orbitals_from_dm(dm: np.ndarray, tol: float = DM_TOL) -> tuple[np.ndarray, n
 
     Eigenpairs with ``|eigenvalue| <= tol`` are dropped, so the spectral norm of the error is
     at most ``tol``, and the density error is at most ``tol * sum_mu chi_mu(r)^2`` at every
-    point: Err_rho <= ``100 * tol * nao / N_e`` percent (normalised AOs). A spin pair
-    ``(2, nao, nao)`` is summed first. Returns ``orbitals (nao, n_kept)`` (orthonormal
-    columns) and ``occupations (n_kept,)``, largest first: the eigenvalues of ``dm`` itself
+    point: Err_rho <= about ``100 * tol * nao / N_e`` percent (normalised AOs, which also
+    overlap their own images a little). A spin pair ``(2, nao, nao)`` is summed first.
+    Returns ``orbitals (nao, n_kept)`` (orthonormal columns) and ``occupations (n_kept,)``,
+    largest first: the eigenvalues of ``dm`` itself
     (not natural occupations, which would need the overlap), possibly negative.
     """
     dm = np.asarray(dm, dtype=np.float64)
