@@ -15,11 +15,25 @@ __version__ = "0.1.0"
 import torch  # noqa: E402, F401
 
 from rhosr.errors import InputError, RhosrError  # noqa: E402
-from rhosr.grid import Grid, box_for_positions, place_in_box  # noqa: E402
-from rhosr.metrics import err_rho  # noqa: E402
-from rhosr.molecule import Molecule, read_molecule  # noqa: E402
-from rhosr.predict import predict_density  # noqa: E402
-from rhosr.sad import sad_density  # noqa: E402
+
+# The rest of the public API is imported on first use (PEP 562), so that a machine with only
+# torch and numpy can import the modules that need nothing else (rhosr.orbital_density).
+_LAZY = {
+    "Grid": "rhosr.grid", "box_for_positions": "rhosr.grid", "place_in_box": "rhosr.grid",
+    "err_rho": "rhosr.metrics", "Molecule": "rhosr.molecule", "read_molecule": "rhosr.molecule",
+    "predict_density": "rhosr.predict", "sad_density": "rhosr.sad",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rhosr' has no attribute {name!r}")
+
 
 __all__ = [
     "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho",

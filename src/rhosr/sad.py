@@ -33,6 +33,7 @@ import numpy as np
 
 from rhosr.grid import Grid
 from rhosr.molecule import LABEL_BASIS, PSEUDO, SAD_BASIS, Molecule, valence_electrons
+from rhosr.orbital_density import periodic_factors
 
 AO_CUTOFF = 1e-7
 """An atomic orbital is dropped where its magnitude falls below this (Bohr^-3/2)."""
@@ -185,15 +186,10 @@ def _add_atom(
     """Add one atom's periodic density to ``rho`` (in place) inside its window."""
     windows, factors = [], []
     for axis, (n, h, c) in enumerate(zip(rho.shape, spacing, centre)):
-        idx = np.arange(int(np.ceil((c - atom.radius) / h)), int(np.floor((c + atom.radius) / h)) + 1)
-        wrapped, inverse = np.unique(idx % n, return_inverse=True)
-        d = idx * h - c
-        # 1D lattice sums of d^p exp(-alpha d^2): values at the unwrapped planes, folded
-        values = d ** atom.powers[:, axis, None] * np.exp(-atom.exponents[:, None] * d * d)
-        fold = np.zeros((len(idx), len(wrapped)))
-        fold[np.arange(len(idx)), inverse] = 1.0
+        # 1D lattice sums of d^p exp(-alpha d^2) on the planes within the radius
+        wrapped, values = periodic_factors(c, atom.radius, n, h, atom.exponents, atom.powers[:, axis])
         windows.append(wrapped)
-        factors.append(values @ fold)  # (n_terms, window length)
+        factors.append(values)  # (n_terms, window length)
     fx, fy, fz = factors
     n_orb = len(atom.occupation)
     # psi[k, x, y, z] = sum_t weights[t, k] fx[t, x] fy[t, y] fz[t, z], the t sum as one GEMM
