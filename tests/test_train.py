@@ -45,12 +45,13 @@ def test_save_load_identical_outputs(tmp_path):
     from rhosr.model import build_model
 
     model = build_model(TINY_MODEL).eval()
-    save_model(tmp_path / "m", model, {"input": "sad"})
+    save_model(tmp_path / "m", model, {"input": "sad", "grid": {"upscale": 2}})
     loaded, meta = load_model(tmp_path / "m")
     x = torch.rand(1, 1, 6, 5, 4)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert meta["model"] == {**TINY_MODEL, "residual_sad": False, "norm": "instance"}
+    assert meta["model"] == {"inputs": [{"name": "sad"}], "base": {"name": "none"},
+                             "trunk": {"name": "srresnet", **TINY_MODEL, "norm": "instance"}}
 
 
 def test_lr_schedule_warmup_then_cosine():

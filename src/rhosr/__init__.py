@@ -15,13 +15,32 @@ __version__ = "0.1.0"
 import torch  # noqa: E402, F401
 
 from rhosr.errors import InputError, RhosrError  # noqa: E402
-from rhosr.grid import Grid, box_for_positions, place_in_box  # noqa: E402
-from rhosr.metrics import err_rho  # noqa: E402
-from rhosr.molecule import Molecule, read_molecule  # noqa: E402
-from rhosr.predict import predict_density  # noqa: E402
-from rhosr.sad import sad_density  # noqa: E402
+
+# The rest of the public API is imported when first used, so that ``import rhosr.model`` (the
+# network alone, e.g. on a GPU machine without PySCF) imports neither PySCF nor ASE.
+_LAZY = {
+    "Grid": "rhosr.grid", "box_for_positions": "rhosr.grid", "place_in_box": "rhosr.grid",
+    "err_rho": "rhosr.metrics", "Molecule": "rhosr.molecule", "read_molecule": "rhosr.molecule",
+    "predict_density": "rhosr.predict", "sad_density": "rhosr.sad",
+    "load_model": "rhosr.predict:load_predictor",  # a model folder or a shipped model's name
+}
 
 __all__ = [
-    "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho",
+    "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho", "load_model",
     "place_in_box", "predict_density", "read_molecule", "sad_density",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        value = getattr(importlib.import_module(module), attr or name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rhosr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
