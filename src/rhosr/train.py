@@ -248,6 +248,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     from rhosr.store import DatasetStore
 
     run_dir = Path(run_dir)
+    if init and not resume:  # a damaged or unfit --init is an error before anything is written
+        load_weights_into(build_model(config.model_config), init)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.exists():
         raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
