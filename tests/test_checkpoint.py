@@ -209,8 +209,8 @@ def test_checkpoint_fuzzed_model_json_reads_or_is_an_input_error(data, fuzz_fold
 
 @hypothesis.settings(max_examples=60, deadline=None,
                      suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
-@hypothesis.given(cut=st.integers(0, 10**6), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
-                                                            max_size=4))
+@hypothesis.given(cut=st.integers(0, 10**6),
+                  flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4))
 def test_checkpoint_fuzzed_weights_read_or_are_an_input_error(cut, flips, fuzz_folder, tiny_model_dir):
     """Weights truncated anywhere or with bytes changed anywhere load or are an InputError."""
     shutil.copy(tiny_model_dir / META, fuzz_folder / META)
