@@ -106,9 +106,26 @@ def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):
     assert cropped["label"].shape == (1, 12, 12, 12)
 
 
+@pytest.mark.parametrize("inputs", [["sad"], ["sad", "sad_atrocious"]])
+def test_inputs_dataset_crop_is_the_crop_of_the_whole_box(inputs, tiny_store):
+    """A crop read chunk-wise from the store (stored inputs) or cut from computed inputs equals
+    the same periodic crop of the whole box (the tiny store holds no atrocious SAD: computed)."""
+    from rhosr.data import DensityDataset, periodic_crop
+
+    config = model_config({"inputs": inputs, "trunk": {"name": "srresnet", "norm": "none"}})
+    whole = DensityDataset(str(tiny_store), "train", model=config)[1]
+    crop = DensityDataset(str(tiny_store), "train", model=config, crop=7, seed=3)[1]
+    mesh = whole["inputs"].shape[1:]
+    rng = np.random.default_rng(3)
+    start = tuple(int(rng.integers(n)) for n in mesh)
+    assert crop["inputs"].shape == (len(inputs), 7, 7, 7)
+    size = (7, 7, 7)
+    np.testing.assert_array_equal(crop["inputs"].numpy(), periodic_crop(whole["inputs"].numpy(), start, size))
+    np.testing.assert_array_equal(crop["label"].numpy(), periodic_crop(whole["label"].numpy(), start, size, 2))
+
+
 def test_inputs_evaluate_a_unet_model_on_a_store(unet_model_dir, tiny_store):
     from rhosr.evaluation import evaluate_store
-
     from rhosr.grid import Grid
     from rhosr.inputs import entry_molecule
     from rhosr.metrics import err_rho

@@ -59,14 +59,16 @@ class DensityDataset(torch.utils.data.Dataset):
         from rhosr.inputs import entry_inputs, entry_molecule
 
         stored = tuple(b.store_array for b in self.builders if b.store_array)
-        single = len(self.builders) == 1 and stored and not self.model.needs_fine
+        all_stored = (len(stored) == len(self.builders) and not self.model.needs_fine
+                      and set(stored) <= set(self.store.array_names(entry_id)))
         start = size = None
         if self.crop:
             start = tuple(int(self.rng.integers(n)) for n in grid.coarse_mesh)
             size = tuple(min(self.crop, n) for n in grid.coarse_mesh)
-            if single:  # the store reads only the chunks the crop touches
-                sad, label = self.store.read_crop(entry_id, start, size, stored[0])
-                return np.asarray(sad, np.float32)[None], None, np.asarray(label, np.float32)
+            if all_stored:  # the store reads only the chunks the crop touches
+                crops = self.store.read_crops(entry_id, start, size, (*stored, "label"))
+                inputs = np.stack([np.asarray(crops[name], np.float32) for name in stored])
+                return inputs, None, np.asarray(crops["label"], np.float32)
         entry = self.store.read_entry(entry_id, (*stored, "label"))
         inputs = entry_inputs(self.builders, entry, grid)
         fine = None
