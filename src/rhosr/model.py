@@ -146,8 +146,9 @@ class ModelConfig:
     def describe(self) -> str:
         """One line: trunk and options, base, inputs."""
         opts = ", ".join(f"{k} {v}" for k, v in self.trunk.to_dict().items() if k != "name")
+        n = self.in_channels
         return (f"{self.trunk.name} ({opts}), base {self.base.name}, "
-                f"inputs {' + '.join(p.name for p in self.inputs)} ({self.in_channels} channels)")
+                f"inputs {' + '.join(p.name for p in self.inputs)} ({n} channel{'s' * (n > 1)})")
 
     # -- reading and writing ------------------------------------------------------------------
     def to_dict(self) -> dict:
