@@ -230,3 +230,18 @@ def test_init_takes_a_shipped_model_by_name(tmp_path, run_cli, tiny_store):
     code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--init", "no-such-model",
                            "--out", tmp_path / "bad")
     assert code == 2 and "no such model folder or shipped model (shipped: qm9-small)" in err
+
+
+def test_training_module_resumes_weights_saved_before_the_composition():
+    """A Lightning checkpoint of an older run holds ``model.conv_first.weight`` (the SRResNet's
+    keys at the top); the module loads it into its trunk, so ``--resume`` of such a run works."""
+    from tests.conftest import random_weights
+
+    from rhosr.model import SRResNet3D, SRResNetOptions
+    from rhosr.train import DensityModule
+
+    old = random_weights(SRResNet3D(SRResNetOptions(**{**TINY_MODEL, "norm": "instance"})))
+    module = DensityModule({"model": TINY_MODEL})
+    module.load_state_dict({f"model.{k}": v for k, v in old.state_dict().items()})
+    for key, value in old.state_dict().items():
+        assert torch.equal(module.model.trunk.state_dict()[key], value)
