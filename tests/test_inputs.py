@@ -101,6 +101,9 @@ def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):
     fine = sad_density(mol, grid, "fine")
     np.testing.assert_allclose(item["fine"][0].numpy(), fine, rtol=1e-5, atol=1e-7)
     assert item["label"].shape == item["fine"].shape == (1, *grid.fine_mesh)
+    assert item["id"] in dataset._computed  # computed once, kept for the next epoch
+    again = dataset[0]
+    assert torch.equal(again["inputs"], item["inputs"]) and torch.equal(again["fine"], item["fine"])
     cropped = DensityDataset(str(tiny_store), "train", model=config, crop=6, augment=True)[0]
     assert cropped["inputs"].shape == (5, 6, 6, 6) and cropped["fine"].shape == (1, 12, 12, 12)
     assert cropped["label"].shape == (1, 12, 12, 12)
