@@ -224,3 +224,19 @@ def test_checkpoint_fuzzed_weights_read_or_are_an_input_error(cut, flips, fuzz_f
         load_model(fuzz_folder)
     except InputError as exc:
         assert "\n" not in str(exc)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(config=st.dictionaries(
+    st.sampled_from(["inputs", "trunk", "base", "num_feat", "kernel", "num_block", "norm", "residual_sad",
+                     "x"]), JSON, max_size=4))
+def test_checkpoint_fuzzed_model_config_parses_or_is_an_input_error(config):
+    """Any model config mapping parses into a ModelConfig or is a one-line InputError."""
+    from rhosr.model import model_config
+
+    try:
+        parsed = model_config(config)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert model_config(parsed.to_dict()) == parsed

@@ -142,7 +142,7 @@ def read_weights(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: damaged or truncated weights ({reason})") from None
     bad = [k for k, v in state.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
     if bad:
-        raise InputError(f"{path}: weights {bad[0]} are not finite numbers")
+        raise InputError(f"{path}: weights {bad[0]!r} are not finite numbers")
     return upgrade_state(state)
 
 
@@ -153,8 +153,8 @@ def fit_weights(model: torch.nn.Module, state: dict, source) -> None:
     extra = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or extra or shapes:
-        what = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else
-                f"{shapes[0]} is {tuple(state[shapes[0]].shape)}, "
+        what = (f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}" if extra else
+                f"{shapes[0]!r} is {tuple(state[shapes[0]].shape)}, "
                 f"the model needs {tuple(own[shapes[0]].shape)}")
         raise InputError(f"{source}: weights do not fit the model ({what})")
     model.load_state_dict(state)

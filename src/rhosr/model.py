@@ -52,12 +52,13 @@ from rhosr.layers import (  # noqa: F401  (re-exported: the building blocks live
     pixel_shuffle_3d,
     upsample_linear,
 )
-from rhosr.schema import typed_from_dict
+from rhosr.schema import shown, typed_from_dict
 from rhosr.trunks import TRUNKS, get_trunk
 from rhosr.trunks.srresnet import SRResNet3D, SRResNetOptions  # noqa: F401
 
-MAX_PARAMETERS = 1_000_000_000
-"""Models with more parameters (4 GB in float32) are refused before anything is allocated."""
+MAX_PARAMETERS = 200_000_000
+"""Models with more parameters (0.8 GB in float32; the paper's x4 model has 16 M) are refused
+before anything is allocated."""
 
 LEGACY_KEYS = ("num_feat", "kernel_first", "kernel", "num_block", "num_up", "norm", "residual_sad")
 
@@ -163,7 +164,7 @@ class ModelConfig:
             raise InputError(f"model config: must be a mapping, got {type(d).__name__}")
         if not set(d) & {"inputs", "trunk", "base"}:
             return cls.from_legacy(d, input_name)
-        unknown = sorted(str(k) for k in set(d) - {"inputs", "trunk", "base"})
+        unknown = sorted(shown(k) for k in set(d) - {"inputs", "trunk", "base"})
         if unknown:
             raise InputError(f"model config: unknown keys {', '.join(unknown)} "
                              "(trunk options go inside trunk: {name: ..., ...})")
@@ -180,7 +181,7 @@ class ModelConfig:
     @classmethod
     def from_legacy(cls, d: dict, input_name: str = "sad") -> ModelConfig:
         """The flat SRResNet form: ``{num_feat, ..., norm, residual_sad}`` and the input's name."""
-        unknown = sorted(str(k) for k in set(d) - set(LEGACY_KEYS))
+        unknown = sorted(shown(k) for k in set(d) - set(LEGACY_KEYS))
         if unknown:
             raise InputError(f"model config: unknown keys {', '.join(unknown)}")
         options = {k: v for k, v in d.items() if k != "residual_sad"}

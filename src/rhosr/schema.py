@@ -15,6 +15,11 @@ import typing
 from rhosr.errors import InputError
 
 
+def shown(key) -> str:
+    """A user-given key as it may appear in a one-line message."""
+    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -76,7 +81,7 @@ def typed_from_dict(cls, d, what: str):
     if not isinstance(d, dict):
         raise InputError(f"{what}: must be a mapping, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in d if k not in fields)
+    unknown = sorted(shown(k) for k in d if k not in fields)
     if unknown:
         raise InputError(f"{what}: unknown keys {', '.join(unknown)}")
     hints = typing.get_type_hints(cls)
