@@ -18,7 +18,7 @@ import torch
 
 from rhosr.data import ROTATIONS, rotate_grid
 from rhosr.grid import Grid
-from rhosr.model import ModelConfig, build_model
+from rhosr.model import build_model
 from rhosr.store import DatasetStore
 from rhosr.train import density_loss
 
@@ -101,7 +101,7 @@ def main() -> None:
     for name in args.variants:
         torch.manual_seed(0)
         rng = np.random.default_rng(0)
-        model = build_model(ModelConfig(**base, **VARIANTS[name]))
+        model = build_model({**base, **VARIANTS[name]})
         err0 = whole_box_err(model.eval(), held)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)

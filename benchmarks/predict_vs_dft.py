@@ -23,7 +23,7 @@ import torch
 from rhosr.config import get_preset
 from rhosr.dft import run_label
 from rhosr.metrics import err_rho
-from rhosr.model import ModelConfig, build_model
+from rhosr.model import build_model
 from rhosr.molecule import read_molecule
 from rhosr.predict import model_folder, predict
 from rhosr.qm9 import load_split
@@ -43,7 +43,8 @@ def main() -> None:
     indices = args.qm9 or [int(i) for i in load_split()[args.split][: args.n]]
     folder = model_folder(args.model)
     predict(read_molecule("qm9:3"), folder)  # warm-up: load the model, fill SAD caches
-    paper = None if args.skip_paper else build_model(ModelConfig(32, 5, 5, 32, 1)).eval()
+    paper_trunk = {"name": "srresnet", "num_feat": 32, "kernel_first": 5, "kernel": 5, "num_block": 32}
+    paper = None if args.skip_paper else build_model({"trunk": paper_trunk}).eval()
     rows, ratios = [], []
     for index in indices:
         mol = read_molecule(f"qm9:{index}")

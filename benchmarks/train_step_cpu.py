@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 import rhosr.model as model_module
-from rhosr.model import ModelConfig, build_model
+from rhosr.model import ModelConfig, build_model, model_config
 
 RESULTS = Path(__file__).parent / "results"
-SMALL = ModelConfig(num_feat=16, kernel_first=3, kernel=3, num_block=8, num_up=1)
+SMALL = model_config({"num_feat": 16, "kernel_first": 3, "kernel": 3, "num_block": 8, "num_up": 1})
 
 
 @contextlib.contextmanager
@@ -86,7 +86,7 @@ def main() -> None:
         print(f"{name}: {seconds:.3f} s/step ({rows[0][1] / seconds:.2f}x)", flush=True)
     best = min(rows[1:], key=lambda r: r[1])
     lines = [
-        f"# CPU training step, small model {SMALL.num_feat}/{SMALL.kernel}/{SMALL.num_block}, "
+        f"# CPU training step, small model {SMALL.describe()}, "
         f"{args.crop}^3 coarse crop, {torch.get_num_threads()} threads",
         "",
         f"Command: `python benchmarks/train_step_cpu.py --steps {args.steps} --crop {args.crop}`",

@@ -61,9 +61,10 @@ def main() -> None:
         "in the authors' box (extent + 4 Angstrom in total per axis).",
         "",
         "## Model",
-        f"- Config: `{json.dumps(meta['model'])}`; {params:,} parameters; input `{meta['input']}`.",
-        "- `norm: none` makes the network local, so large boxes can be tiled exactly; "
-        "`residual_sad: true` learns the correction to the linearly interpolated SAD.",
+        f"- Config: `{json.dumps(meta['model'])}`; {params:,} parameters.",
+        "- `norm: none` makes the network local, so large boxes can be tiled exactly; base "
+        "`sad_linear` (the old `residual_sad: true`) learns the correction to the linearly "
+        "interpolated SAD.",
         "",
         "## Training data",
         f"- Store `{meta['store']}` (QM9 geometries from qm9pack, seeded split "

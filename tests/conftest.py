@@ -69,10 +69,10 @@ def random_weights(model, seed=0):
 
 
 def _local_tiny_model():
-    from rhosr.model import ModelConfig
+    from rhosr.model import model_config
 
-    return ModelConfig(num_feat=4, kernel_first=3, kernel=3, num_block=2, num_up=1, norm="none",
-                       residual_sad=True)
+    return model_config({"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 2, "num_up": 1,
+                         "norm": "none", "residual_sad": True})
 
 
 LOCAL_TINY_MODEL = _local_tiny_model()

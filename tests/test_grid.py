@@ -48,3 +48,16 @@ def test_grid_points_order_and_roundtrip():
     np.testing.assert_allclose(pts[1, 2, 3], [1.0, 2.0, 3.0])  # (i/nx*Lx, j/ny*Ly, k/nz*Lz)
     assert Grid.from_dict(grid.to_dict()) == grid
     assert grid.voxel_volume("fine") * 8 == pytest.approx(grid.voxel_volume("coarse"))
+
+
+def test_grid_bohr_is_pyscfs_and_rotations_moved_here():
+    """grid.py writes PySCF's Bohr out (so it needs no PySCF); the rotations live in rhosr.grid
+    and rhosr.data still re-exports them for older imports."""
+    from pyscf.lib.parameters import BOHR
+
+    import rhosr.data
+    import rhosr.grid
+
+    assert rhosr.grid.BOHR_ANGSTROM == BOHR
+    assert rhosr.data.ROTATIONS is rhosr.grid.ROTATIONS and rhosr.data.rotate_grid is rhosr.grid.rotate_grid
+    assert len(rhosr.grid.ROTATIONS) == 24

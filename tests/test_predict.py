@@ -6,10 +6,10 @@ from tests.conftest import LOCAL_TINY_MODEL as LOCAL
 from tests.conftest import random_weights as _random_weights
 
 from rhosr.cli import main
-from rhosr.data import ROTATIONS, rotate_grid
+from rhosr.grid import ROTATIONS, rotate_grid
 from rhosr.inference import inverse_rotation, predict_array
 from rhosr.io import read_cube
-from rhosr.model import ModelConfig, build_model
+from rhosr.model import build_model
 
 
 def test_predict_cli_writes_cube_that_integrates_to_electron_count(tiny_model_dir, tmp_path, capsys):
@@ -76,7 +76,7 @@ def test_tiled_inference_equals_whole_box(tile):
 def test_instance_norm_model_refuses_tiles():
     from rhosr.errors import InputError
 
-    model = build_model(ModelConfig(4, 3, 3, 1, 1)).eval()
+    model = build_model({"num_feat": 4, "kernel_first": 3, "kernel": 3, "num_block": 1}).eval()
     with pytest.raises(InputError, match="instance norm"):
         predict_array(model, np.ones((12, 12, 12), np.float32), 8.0, 0.01, tile=6)
 
@@ -90,7 +90,8 @@ def test_inverse_rotation_undoes_each_rotation(index):
 
 def test_rotation_average_of_an_equivariant_model_changes_nothing():
     """A 1x1x1 model is exactly rotation-equivariant, so averaging must return its own output."""
-    model = _random_weights(build_model(ModelConfig(2, 1, 1, 1, 1, norm="none"))).eval()
+    one_by_one = {"num_feat": 2, "kernel_first": 1, "kernel": 1, "num_block": 1, "norm": "none"}
+    model = _random_weights(build_model(one_by_one)).eval()
     coarse = np.random.default_rng(2).random((6, 7, 8)).astype(np.float32)
     one = predict_array(model, coarse, 5.0, 0.02)
     avg = predict_array(model, coarse, 5.0, 0.02, rotations=24)

@@ -45,12 +45,13 @@ def test_save_load_identical_outputs(tmp_path):
     from rhosr.model import build_model
 
     model = build_model(TINY_MODEL).eval()
-    save_model(tmp_path / "m", model, {"input": "sad"})
+    save_model(tmp_path / "m", model, {"input": "sad", "grid": {"upscale": 2}})
     loaded, meta = load_model(tmp_path / "m")
     x = torch.rand(1, 1, 6, 5, 4)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert meta["model"] == {**TINY_MODEL, "residual_sad": False, "norm": "instance"}
+    assert meta["model"] == {"inputs": [{"name": "sad"}], "base": {"name": "none"},
+                             "trunk": {"name": "srresnet", **TINY_MODEL, "norm": "instance"}}
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -229,3 +230,18 @@ def test_init_takes_a_shipped_model_by_name(tmp_path, run_cli, tiny_store):
     code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--init", "no-such-model",
                            "--out", tmp_path / "bad")
     assert code == 2 and "no such model folder or shipped model (shipped: qm9-small)" in err
+
+
+def test_training_module_resumes_weights_saved_before_the_composition():
+    """A Lightning checkpoint of an older run holds ``model.conv_first.weight`` (the SRResNet's
+    keys at the top); the module loads it into its trunk, so ``--resume`` of such a run works."""
+    from tests.conftest import random_weights
+
+    from rhosr.model import SRResNet3D, SRResNetOptions
+    from rhosr.train import DensityModule
+
+    old = random_weights(SRResNet3D(SRResNetOptions(**{**TINY_MODEL, "norm": "instance"})))
+    module = DensityModule({"model": TINY_MODEL})
+    module.load_state_dict({f"model.{k}": v for k, v in old.state_dict().items()})
+    for key, value in old.state_dict().items():
+        assert torch.equal(module.model.trunk.state_dict()[key], value)

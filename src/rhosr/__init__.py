@@ -16,26 +16,32 @@ import torch  # noqa: E402, F401
 
 from rhosr.errors import InputError, RhosrError  # noqa: E402
 
-# The rest of the public API is imported on first use (PEP 562), so that a machine with only
-# torch and numpy can import the modules that need nothing else (rhosr.orbital_density).
+# The rest of the public API is imported when first used, so that ``import rhosr.model`` (the
+# network alone) and ``import rhosr.orbital_density`` (rendering) need neither PySCF nor ASE:
+# a GPU machine with only torch and numpy can use them.
 _LAZY = {
     "Grid": "rhosr.grid", "box_for_positions": "rhosr.grid", "place_in_box": "rhosr.grid",
     "err_rho": "rhosr.metrics", "Molecule": "rhosr.molecule", "read_molecule": "rhosr.molecule",
     "predict_density": "rhosr.predict", "sad_density": "rhosr.sad",
+    "load_model": "rhosr.predict:load_predictor",  # a model folder or a shipped model's name
 }
+
+__all__ = [
+    "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho", "load_model",
+    "place_in_box", "predict_density", "read_molecule", "sad_density",
+]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module, _, attr = _LAZY[name].partition(":")
+        value = getattr(importlib.import_module(module), attr or name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rhosr' has no attribute {name!r}")
 
 
-__all__ = [
-    "Grid", "InputError", "Molecule", "RhosrError", "box_for_positions", "err_rho",
-    "place_in_box", "predict_density", "read_molecule", "sad_density",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -57,11 +57,10 @@ class BestModelExporter(L.Callback):
         from rhosr.store import package_versions
 
         model = getattr(pl_module.model, "_orig_mod", pl_module.model)  # torch.compile wrapper
-        upscale = model.config.upscale
+        upscale = model.upscale
         if self.train_elements is None:
             self.train_elements = _train_elements(trainer)
         save_model(self.folder, model, {
-            "input": self.config.input,
             "grid": {"upscale": upscale, "coarse_spacing_bohr": coarse_spacing(upscale),
                      "fine_spacing_bohr": plane_wave_spacing(FINE_KE_CUTOFF),
                      "margin_angstrom": self.store_meta.get("margin_angstrom", 4.0)},

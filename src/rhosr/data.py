@@ -1,81 +1,44 @@
-"""Torch datasets over a store, and the 24 grid rotations that keep input and label aligned.
+"""Torch datasets over a store: the model's inputs, the base's fine array and the label.
 
-Arrays are ``(C, X, Y, Z)`` per sample (``C = 1``); densities in e/Bohr^3.
-
-Rotations. A proper rotation by multiples of 90 degrees permutes the axes and negates some of
-them. On a periodic grid whose point ``i`` sits at ``i*h`` from the box corner, negating an
-axis maps index ``i`` to ``(-i) mod n`` - not ``n - 1 - i`` as ``torch.flip``/``rot90`` do.
-With ``flip`` the coarse point ``i`` (fine point ``2i``) lands on fine point ``2n_c - 1 - 2i``
-but its coarse image on ``n_c - 1 - i``, i.e. fine ``2n_c - 2 - 2i``: the fine grid slides one
-voxel against the coarse one. ``rotate_grid`` negates by ``(-i) mod n``, so the rotated coarse
-input is exactly the SAD of the rotated molecule on its own coarse grid.
+Arrays are ``(C, X, Y, Z)`` per sample; densities in e/Bohr^3. The inputs are built by the
+model's own input builders (:mod:`rhosr.inputs`): stored arrays where the store has them, the
+rest computed from the entry's atoms when read. The 24 grid rotations used for augmentation
+live in :mod:`rhosr.grid` (re-exported here).
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 
-from rhosr.grid import Grid
+from rhosr.grid import ROTATIONS, Grid, proper_rotations, rotate_grid, rotate_positions  # noqa: F401
 
 TRAINING_SPLITS = ("train", "validation")
+COMPUTED_CACHE_BYTES = 2_000_000_000
+"""Memory a dataset may keep for inputs computed from the atoms (per process)."""
 
 
-def proper_rotations() -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
-    """The 24 proper rotations of the cube as ``(perm, signs)``: new axis ``d`` is old axis
-    ``perm[d]`` times ``signs[d]``."""
-    out = []
-    for perm in itertools.permutations(range(3)):
-        parity = np.linalg.det(np.eye(3)[list(perm)])
-        for signs in itertools.product((1, -1), repeat=3):
-            if parity * np.prod(signs) > 0:
-                out.append((perm, signs))
-    return out
-
-
-ROTATIONS = proper_rotations()
-
-
-def rotate_grid(array, perm, signs):
-    """Rotate the last three (spatial) axes of a torch tensor or numpy array."""
-    is_torch = isinstance(array, torch.Tensor)
-    lead = array.ndim - 3
-    axes = list(range(lead)) + [lead + p for p in perm]
-    out = array.permute(*axes) if is_torch else np.transpose(array, axes)
-    for d, s in enumerate(signs):
-        if s < 0:
-            axis = lead + d
-            n = out.shape[axis]
-            index = (-np.arange(n)) % n
-            if is_torch:
-                out = out.index_select(axis, torch.as_tensor(index))
-            else:
-                out = np.take(out, index, axis=axis)
-    return out
-
-
-def rotate_positions(positions_bohr: np.ndarray, lengths_bohr, perm, signs) -> tuple[np.ndarray, tuple]:
-    """The same rotation applied to atoms (Bohr, box frame) and the box lengths."""
-    lengths = np.asarray(lengths_bohr)
-    new = positions_bohr[:, list(perm)] * np.asarray(signs)
-    new_lengths = lengths[list(perm)]
-    return np.mod(new, new_lengths), tuple(float(v) for v in new_lengths)
+def periodic_crop(array: np.ndarray, start, size, scale: int = 1) -> np.ndarray:
+    """``scale * size`` points from ``scale * start`` (wrapping) along the last three axes."""
+    index = [(scale * s + np.arange(scale * n)) % m for s, n, m in zip(start, size, array.shape[-3:])]
+    return array[(..., *np.ix_(*index))]
 
 
 class DensityDataset(torch.utils.data.Dataset):
-    """(SAD, label) pairs of a store's training or validation entries.
+    """(inputs, label) pairs of a store's training or validation entries.
 
-    Each item is a dict: ``sad`` (1, X, Y, Z) and ``label`` (1, uX, uY, uZ) float32 tensors,
+    Each item is a dict: ``inputs`` (C, X, Y, Z) and ``label`` (1, uX, uY, uZ) float32
+    tensors, ``fine`` (1, uX, uY, uZ) when the model's base reads a fine-mesh array,
     ``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) float64 scalars, ``id``.
-    ``augment`` applies one of the 24 rotations at random; ``crop`` (coarse points per axis)
-    reads a random periodic crop instead of the whole box. Test entries are refused: training
-    code can never see them.
+    ``model`` is the :class:`rhosr.model.ModelConfig` whose inputs are built (default: the
+    ``input_name`` SAD alone). ``augment`` applies one of the 24 rotations at random; ``crop``
+    (coarse points per axis) takes a random periodic crop instead of the whole box. Test
+    entries are refused: training code can never see them.
     """
 
     def __init__(self, store_path: str, split: str, augment: bool = False, crop: int | None = None,
-                 seed: int = 0, input_name: str = "sad", ids: list[str] | None = None):
+                 seed: int = 0, input_name: str = "sad", ids: list[str] | None = None, model=None):
+        from rhosr.model import model_config
         from rhosr.store import DatasetStore
 
         if split not in TRAINING_SPLITS:
@@ -86,28 +49,72 @@ class DensityDataset(torch.utils.data.Dataset):
         self.ids = ids if ids is not None else self.store.entry_ids(split)
         self.augment = augment
         self.crop = crop
-        self.input_name = input_name
+        self.model = model_config({} if model is None else model, input_name)
+        self.builders = self.model.builders
         self.rng = np.random.default_rng(seed)
+        self._computed: dict[str, tuple] = {}  # entry id -> (inputs, fine) computed from atoms
+        self._computed_bytes = 0
+
+    def _remember(self, entry_id: str, inputs: np.ndarray, fine, all_stored: bool) -> None:
+        """Keep inputs computed from the atoms (not read from the store) for the next epoch,
+        up to :data:`COMPUTED_CACHE_BYTES` per dataset (the fine-mesh SAD of a QM9 molecule
+        takes ~0.8 s to compute and ~4 MB to keep)."""
+        if all_stored:
+            return
+        size = inputs.nbytes + (0 if fine is None else fine.nbytes)
+        if self._computed_bytes + size <= COMPUTED_CACHE_BYTES:
+            self._computed[entry_id] = (inputs, fine)
+            self._computed_bytes += size
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _read(self, entry_id: str, meta: dict, grid: Grid):
+        """(inputs, fine or None, label) as float32 numpy arrays, whole box or one crop."""
+        from rhosr.inputs import entry_inputs, entry_molecule
+
+        stored = tuple(b.store_array for b in self.builders if b.store_array)
+        all_stored = (len(stored) == len(self.builders) and not self.model.needs_fine
+                      and set(stored) <= set(self.store.array_names(entry_id)))
+        start = size = None
+        if self.crop:
+            start = tuple(int(self.rng.integers(n)) for n in grid.coarse_mesh)
+            size = tuple(min(self.crop, n) for n in grid.coarse_mesh)
+            if all_stored:  # the store reads only the chunks the crop touches
+                crops = self.store.read_crops(entry_id, start, size, (*stored, "label"))
+                inputs = np.stack([np.asarray(crops[name], np.float32) for name in stored])
+                return inputs, None, np.asarray(crops["label"], np.float32)
+        entry = self.store.read_entry(entry_id, (*stored, "label"))
+        label = np.asarray(entry.label, np.float32)
+        if entry_id in self._computed:
+            inputs, fine = (None if a is None else a.copy() for a in self._computed[entry_id])
+        else:
+            inputs = entry_inputs(self.builders, entry, grid)
+            fine = None
+            if self.model.needs_fine:
+                fine = self.builders[0].build(entry_molecule(meta), grid, "fine")[0]
+            self._remember(entry_id, inputs, fine, all_stored)
+        if self.crop:
+            up = grid.upscale
+            inputs, label = periodic_crop(inputs, start, size), periodic_crop(label, start, size, up)
+            fine = None if fine is None else periodic_crop(fine, start, size, up)
+        return inputs, fine, label
 
     def __getitem__(self, index: int) -> dict:
         entry_id = self.ids[index]
         meta = self.store.entry_meta(entry_id)
         grid = Grid.from_dict(meta["grid"])
-        if self.crop:
-            start = tuple(int(self.rng.integers(n)) for n in grid.coarse_mesh)
-            size = tuple(min(self.crop, n) for n in grid.coarse_mesh)
-            sad, label = self.store.read_crop(entry_id, start, size, self.input_name)
-        else:
-            entry = self.store.read_entry(entry_id, (self.input_name, "label"))
-            sad, label = getattr(entry, self.input_name), entry.label
-        sad = torch.as_tensor(np.asarray(sad, dtype=np.float32))[None]
-        label = torch.as_tensor(np.asarray(label, dtype=np.float32))[None]
+        inputs, fine, label = self._read(entry_id, meta, grid)
+        inputs = torch.as_tensor(np.ascontiguousarray(inputs, dtype=np.float32))
+        label = torch.as_tensor(np.ascontiguousarray(label, dtype=np.float32))[None]
+        fine = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32))[None]
         if self.augment:
             perm, signs = ROTATIONS[int(self.rng.integers(len(ROTATIONS)))]
-            sad, label = rotate_grid(sad, perm, signs), rotate_grid(label, perm, signs)
-        return {"sad": sad.contiguous(), "label": label.contiguous(), "id": entry_id,
+            inputs, label = rotate_grid(inputs, perm, signs), rotate_grid(label, perm, signs)
+            fine = None if fine is None else rotate_grid(fine, perm, signs)
+        item = {"inputs": inputs.contiguous(), "label": label.contiguous(), "id": entry_id,
                 "n_electrons": torch.tensor(float(meta["n_electrons"]), dtype=torch.float64),
                 "voxel_volume": torch.tensor(grid.voxel_volume("fine"), dtype=torch.float64)}
+        if fine is not None:
+            item["fine"] = fine.contiguous()
+        return item

@@ -268,29 +268,28 @@ def evaluate_store(
             f"model upscale x{meta['grid']['upscale']} does not match the store's "
             f"x{store.meta.get('upscale')}"
         )
-    input_name = meta.get("input", "sad")
+    stored = tuple(b.store_array for b in net.builders if b.store_array)
     ids = in_split_order(store.entry_ids(split), split)[:limit]
     if not ids:
         raise InputError(f"{store_path}: no {split} entries to evaluate")
     results = []
     from tqdm import tqdm
 
+    from rhosr.grid import Grid
+    from rhosr.inputs import entry_inputs, entry_molecule
+
     for entry_id in tqdm(ids, desc=f"evaluating {split}", disable=None if progress else True, unit="mol"):
         m = store.entry_meta(entry_id)
-        entry = store.read_entry(entry_id, tuple(dict.fromkeys((input_name, "sad", "label"))))
+        entry = store.read_entry(entry_id, tuple(dict.fromkeys((*stored, "sad", "label"))))
+        grid = Grid.from_dict(m["grid"])
         lengths = m["grid"]["lengths_bohr"]
         label = np.asarray(entry.label, np.float32)
         dv = float(np.prod(lengths)) / label.size
         t0 = time.perf_counter()
-        pred = predict_array(
-            net,
-            np.asarray(getattr(entry, input_name), np.float32),
-            m["n_electrons"],
-            dv,
-            tile=tile,
-            rotations=rotations,
-            device=device,
-        )
+        inputs = entry_inputs(net.builders, entry, grid)
+        fine = net.build_fine(entry_molecule(m), grid) if net.needs_fine else None
+        pred = predict_array(net, inputs, m["n_electrons"], dv, tile=tile, rotations=rotations,
+                             device=device, fine=fine)
         seconds = time.perf_counter() - t0
         results.append(
             evaluate_pair(

@@ -1,6 +1,6 @@
 """Box and grids: the authors' rule for the periodic box and its coarse and fine meshes.
 
-Conventions used everywhere in rhosr:
+Conventions used everywhere in rhosr (and the 24 grid rotations, at the end):
 
 - The box is orthorhombic with its corner at the origin; lengths ``(Lx, Ly, Lz)`` in Bohr.
 - Grid point ``(i, j, k)`` of a mesh ``(nx, ny, nz)`` sits at ``(i/nx*Lx, j/ny*Ly, k/nz*Lz)``.
@@ -19,17 +19,21 @@ centre.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pyscf.lib.parameters import BOHR
 
 from rhosr.errors import InputError
-from rhosr.molecule import Molecule
 
-BOHR_ANGSTROM: float = BOHR
-"""One Bohr in Angstrom (PySCF's value, which the authors' boxes were built with)."""
+if TYPE_CHECKING:
+    from rhosr.molecule import Molecule
+
+BOHR_ANGSTROM: float = 0.52917721092
+"""One Bohr in Angstrom: PySCF's ``pyscf.lib.parameters.BOHR``, which the authors' boxes were
+built with (tests check they agree; written out so that this module needs no PySCF)."""
 
 FINE_KE_CUTOFF: float = 200.0
 """Plane-wave cutoff (Hartree) whose spacing is the fine (label) mesh: 400 Ry, as in the paper."""
@@ -148,3 +152,65 @@ def place_in_box(
     atoms.set_cell(grid.lengths_angstrom)
     atoms.set_pbc(True)
     return replace(mol, atoms=atoms), grid
+
+
+# -- the 24 proper grid rotations ---------------------------------------------------------------
+# A proper rotation by multiples of 90 degrees permutes the axes and negates some of them. On a
+# periodic grid whose point ``i`` sits at ``i*h`` from the box corner, negating an axis maps
+# index ``i`` to ``(-i) mod n`` - not ``n - 1 - i`` as ``torch.flip``/``rot90`` do. With ``flip``
+# the coarse point ``i`` (fine point ``2i``) lands on fine point ``2n_c - 1 - 2i`` but its coarse
+# image on ``n_c - 1 - i``, i.e. fine ``2n_c - 2 - 2i``: the fine grid slides one voxel against
+# the coarse one. ``rotate_grid`` negates by ``(-i) mod n``, so the rotated coarse input is
+# exactly the SAD of the rotated molecule on its own coarse grid. Training augments with them,
+# prediction averages over them.
+
+
+def proper_rotations() -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """The 24 proper rotations of the cube as ``(perm, signs)``: new axis ``d`` is old axis
+    ``perm[d]`` times ``signs[d]``."""
+    out = []
+    for perm in itertools.permutations(range(3)):
+        parity = np.linalg.det(np.eye(3)[list(perm)])
+        for signs in itertools.product((1, -1), repeat=3):
+            if parity * np.prod(signs) > 0:
+                out.append((perm, signs))
+    return out
+
+
+ROTATIONS = proper_rotations()
+
+
+def rotate_grid(array, perm, signs):
+    """Rotate the last three (spatial) axes of a numpy array or a torch tensor."""
+    is_numpy = isinstance(array, np.ndarray)
+    lead = array.ndim - 3
+    axes = list(range(lead)) + [lead + p for p in perm]
+    out = np.transpose(array, axes) if is_numpy else array.permute(*axes)
+    for d, s in enumerate(signs):
+        if s < 0:
+            axis = lead + d
+            n = out.shape[axis]
+            index = (-np.arange(n)) % n
+            if is_numpy:
+                out = np.take(out, index, axis=axis)
+            else:
+                import torch
+
+                out = out.index_select(axis, torch.as_tensor(index, device=out.device))
+    return out
+
+
+def inverse_rotation(perm, signs):
+    """The ``(perm, signs)`` that undoes :func:`rotate_grid` with ``(perm, signs)``."""
+    inv = [0, 0, 0]
+    for d, p in enumerate(perm):
+        inv[p] = d
+    return tuple(inv), tuple(signs[inv[a]] for a in range(3))
+
+
+def rotate_positions(positions_bohr: np.ndarray, lengths_bohr, perm, signs) -> tuple[np.ndarray, tuple]:
+    """The same rotation applied to atoms (Bohr, box frame) and the box lengths."""
+    lengths = np.asarray(lengths_bohr)
+    new = positions_bohr[:, list(perm)] * np.asarray(signs)
+    new_lengths = lengths[list(perm)]
+    return np.mod(new, new_lengths), tuple(float(v) for v in new_lengths)

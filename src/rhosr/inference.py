@@ -1,15 +1,18 @@
 """Running a trained network on one box: whole, tiled, or averaged over the 24 rotations.
 
-Arrays are numpy ``(X, Y, Z)``: the coarse input (e/Bohr^3) in, the fine density (e/Bohr^3,
-``upscale`` times more points per axis) out, rescaled to integrate to ``n_electrons``.
+Arrays are numpy: the coarse inputs ``(C, X, Y, Z)`` (or ``(X, Y, Z)`` for one channel,
+e/Bohr^3) in, the fine density ``(uX, uY, uZ)`` (e/Bohr^3) out, rescaled to integrate to
+``n_electrons``; a base that reads a fine-mesh array gets it as ``fine`` ``(uX, uY, uZ)``.
+Everything about the network is asked of the model: ``upscale``, ``halo``, ``local``,
+``bytes_per_voxel`` (:class:`rhosr.model.DensityModel`).
 
-Tiling. A model without normalisation layers (``norm: none``) is local: the fine output at a
-point depends only on coarse inputs within ``receptive_radius`` coarse voxels. The box is then
-cut into tiles of ``tile`` coarse points per axis; each tile is read with a periodic halo of
-``receptive_radius + 1`` voxels (the +1 covers the interpolated SAD of ``residual_sad``), run,
-and its core copied into the output; the electron-count rescaling is applied once to the
-stitched box. The result equals whole-box inference up to float rounding. Instance-norm models
-(the paper's) normalise over the whole box and cannot be tiled exactly: they refuse.
+Tiling. A local model (its trunk says so: e.g. an SRResNet without normalisation layers) has
+a fine output at a point that depends only on coarse inputs within ``halo`` coarse voxels. The
+box is then cut into tiles of ``tile`` coarse points per axis; each tile is read with a periodic
+halo of ``halo`` voxels, run, and its core copied into the output; the electron-count
+rescaling is applied once to the stitched box. The result equals whole-box inference up to
+float rounding. Other models (instance norms see the whole box; a U-Net's stride-2 layers are
+not shift-equivariant) cannot be tiled exactly: they refuse.
 """
 
 from __future__ import annotations
@@ -19,36 +22,20 @@ import math
 import numpy as np
 import torch
 
-from rhosr.data import ROTATIONS, rotate_grid
 from rhosr.errors import InputError
-from rhosr.model import SRResNet3D
-
-BYTES_PER_COARSE_VOXEL = (1300, 90)
-"""Peak inference memory per coarse voxel: ``a + b * channels`` bytes (float32). Measured as
-the growth of ``ru_maxrss`` over one forward pass of a 6-block K=3 model on 64^3 and 96^3
-boxes: 1,760 B per voxel with 8 channels, 2,400 B with 16 (about 1,150 + 80 C), plus ~10%;
-the fine-mesh buffers of the last convolution dominate for small C."""
+from rhosr.grid import ROTATIONS, inverse_rotation, rotate_grid  # noqa: F401  (inverse_rotation: old home)
+from rhosr.model import DensityModel
 
 
-def inverse_rotation(perm, signs):
-    """The ``(perm, signs)`` that undoes :func:`rhosr.data.rotate_grid` with ``(perm, signs)``."""
-    inv = [0, 0, 0]
-    for d, p in enumerate(perm):
-        inv[p] = d
-    return tuple(inv), tuple(signs[inv[a]] for a in range(3))
+def estimate_memory_bytes(model: DensityModel, coarse_shape) -> int:
+    """Rough peak memory of one forward pass on a coarse box of this shape (X, Y, Z)."""
+    return int(model.bytes_per_voxel * math.prod(coarse_shape[-3:]))
 
 
-def estimate_memory_bytes(model: SRResNet3D, coarse_shape) -> int:
-    """Rough peak memory of one forward pass on a coarse box of this shape."""
-    a, b = BYTES_PER_COARSE_VOXEL
-    return int((a + b * model.config.num_feat) * math.prod(coarse_shape))
-
-
-def tile_for_memory(model: SRResNet3D, max_bytes: float) -> int:
+def tile_for_memory(model: DensityModel, max_bytes: float) -> int:
     """The largest tile core (coarse points per axis) whose padded tile fits ``max_bytes``."""
     halo = tile_halo(model)
-    a, b = BYTES_PER_COARSE_VOXEL
-    side = int((max_bytes / (a + b * model.config.num_feat)) ** (1 / 3))
+    side = int((max_bytes / model.bytes_per_voxel) ** (1 / 3))
     if side - 2 * halo < 4:
         raise InputError(
             f"{max_bytes / 1e9:.2f} GB is too little memory for one tile of this model "
@@ -61,27 +48,33 @@ MAX_TILING_OVERHEAD = 8.0
 """Tiling that costs more than this many whole-box passes gets a warning (halos recompute)."""
 
 
-def tiling_overhead(model: SRResNet3D, coarse_shape, tile: int) -> float:
+def tiling_overhead(model: DensityModel, coarse_shape, tile: int) -> float:
     """Coarse voxels the tiles run through (cores plus halos), over the box's own."""
     halo = tile_halo(model)
-    padded = math.prod(math.ceil(n / tile) * (min(tile, n) + 2 * halo) for n in coarse_shape)
-    return padded / math.prod(coarse_shape)
+    shape = coarse_shape[-3:]
+    padded = math.prod(math.ceil(n / tile) * (min(tile, n) + 2 * halo) for n in shape)
+    return padded / math.prod(shape)
 
 
-def tile_halo(model: SRResNet3D) -> int:
-    return model.config.receptive_radius + 1
+def tile_halo(model: DensityModel) -> int:
+    """Coarse voxels read around each tile: the model's halo (its trunk's receptive radius plus
+    what its base reads, e.g. one voxel for the interpolated SAD)."""
+    return model.halo
 
 
-def _run(model: SRResNet3D, coarse: np.ndarray, device: str) -> np.ndarray:
-    x = torch.as_tensor(np.ascontiguousarray(coarse, dtype=np.float32), device=device)[None, None]
+def _run(model: DensityModel, coarse: np.ndarray, device: str, fine: np.ndarray | None = None) -> np.ndarray:
+    x = torch.as_tensor(np.ascontiguousarray(coarse, dtype=np.float32), device=device)[None]
+    f = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32),
+                                                  device=device)[None, None]
     with torch.inference_mode():
-        return model(x)[0, 0].float().cpu().numpy()
+        return model(x, fine=f)[0, 0].float().cpu().numpy()
 
 
-def _run_tiled(model: SRResNet3D, coarse: np.ndarray, tile: int, device: str, progress=None) -> np.ndarray:
-    up = model.config.upscale
+def _run_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: str, progress=None,
+               fine: np.ndarray | None = None) -> np.ndarray:
+    up = model.upscale
     halo = tile_halo(model)
-    shape = coarse.shape
+    shape = coarse.shape[1:]
     out = np.empty([up * n for n in shape], dtype=np.float32)
     starts = [list(range(0, n, tile)) for n in shape]
     total = math.prod(len(s) for s in starts)
@@ -93,7 +86,12 @@ def _run_tiled(model: SRResNet3D, coarse: np.ndarray, tile: int, device: str, pr
                 index = [
                     (s - halo + np.arange(c + 2 * halo)) % n for s, c, n in zip((sx, sy, sz), core, shape)
                 ]
-                piece = _run(model, coarse[np.ix_(*index)], device)
+                fine_tile = None
+                if fine is not None:
+                    fine_index = [(up * (s - halo) + np.arange(up * (c + 2 * halo))) % (up * n)
+                                  for s, c, n in zip((sx, sy, sz), core, shape)]
+                    fine_tile = fine[np.ix_(*fine_index)]
+                piece = _run(model, coarse[(slice(None), *np.ix_(*index))], device, fine_tile)
                 h = up * halo
                 out[
                     up * sx : up * (sx + core[0]),
@@ -107,7 +105,7 @@ def _run_tiled(model: SRResNet3D, coarse: np.ndarray, tile: int, device: str, pr
 
 
 def predict_array(
-    model: SRResNet3D,
+    model: DensityModel,
     coarse: np.ndarray,
     n_electrons: float,
     fine_voxel_volume: float,
@@ -115,24 +113,38 @@ def predict_array(
     rotations: int = 1,
     device: str = "cpu",
     progress=None,
+    fine: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The fine density (float32, e/Bohr^3) of a coarse input (e/Bohr^3), integrating to ``n_electrons``.
+    """The fine density (float32, e/Bohr^3) of coarse inputs (e/Bohr^3), integrating to ``n_electrons``.
 
-    ``tile``: coarse points per axis of a tile core (None: whole box). ``rotations``: average
-    the predictions of the first ``rotations`` of the 24 proper grid rotations (1: none).
+    ``coarse``: ``(C, X, Y, Z)``, or ``(X, Y, Z)`` for a one-channel model. ``fine``: the
+    base's fine-mesh array ``(uX, uY, uZ)`` when the model needs one. ``tile``: coarse points
+    per axis of a tile core (None: whole box). ``rotations``: average the predictions of the
+    first ``rotations`` of the 24 proper grid rotations (1: none).
     """
+    coarse = np.asarray(coarse)
+    if coarse.ndim == 3:
+        coarse = coarse[None]
+    n_in = model.config.in_channels
+    if coarse.ndim != 4 or coarse.shape[0] != n_in:
+        raise InputError(f"the model takes {n_in} input channel(s) (C, X, Y, Z), got an array of "
+                         f"shape {coarse.shape}")
+    if model.needs_fine and fine is None:
+        raise InputError(f"base {model.config.base.name} needs the fine-mesh array (fine=...)")
     if not 1 <= rotations <= len(ROTATIONS):
         raise InputError(f"rotations must be between 1 and {len(ROTATIONS)}, got {rotations}")
-    tiled = tile is not None and any(tile < n for n in coarse.shape)
-    if tiled and model.config.norm != "none":
-        raise InputError(
-            "this model uses instance norm, which sees the whole box: it cannot be tiled "
-            "(use a model with norm: none, or give it more memory)"
-        )
+    shape = coarse.shape[1:]
+    tiled = tile is not None and any(tile < n for n in shape)
+    if tiled and not model.local:
+        reason = ("uses instance norm, which sees the whole box"
+                  if getattr(model.config.trunk.options, "norm", None) == "instance"
+                  else f"has a {model.config.trunk.name} trunk, which is not local")
+        raise InputError(f"this model {reason}: it cannot be tiled "
+                         "(use a local model, e.g. srresnet with norm: none, or give it more memory)")
     if tile is not None and tile < 1:
         raise InputError(f"tile must be >= 1 coarse point, got {tile}")
     if tiled:
-        overhead = tiling_overhead(model, coarse.shape, tile)
+        overhead = tiling_overhead(model, shape, tile)
         if overhead > MAX_TILING_OVERHEAD:
             import warnings
 
@@ -144,7 +156,11 @@ def predict_array(
     total = None
     for perm, signs in ROTATIONS[:rotations]:
         rotated = np.ascontiguousarray(rotate_grid(coarse, perm, signs))
-        pred = _run_tiled(model, rotated, tile, device, progress) if tiled else _run(model, rotated, device)
+        fine_rotated = None if fine is None else np.ascontiguousarray(rotate_grid(fine, perm, signs))
+        if tiled:
+            pred = _run_tiled(model, rotated, tile, device, progress, fine_rotated)
+        else:
+            pred = _run(model, rotated, device, fine_rotated)
         pred = rotate_grid(pred, *inverse_rotation(perm, signs))
         total = pred.astype(np.float64) if total is None else total + pred
     rho = total / rotations

@@ -68,8 +68,8 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
     from ase import Atoms
 
     from rhosr.dft import run_label
+    from rhosr.inputs import get_input
     from rhosr.molecule import Molecule, validate
-    from rhosr.sad import sad_density
 
     set_threads(settings.threads)
     store = DatasetStore.open(settings.store_path)
@@ -81,11 +81,11 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
                                 name=item.id))
         label = run_label(mol, settings.preset, settings.upscale, settings.margin_angstrom)
         t_sad = time.perf_counter()
-        sad = sad_density(label.mol, label.grid, "coarse")
+        sad = get_input("sad")().build(label.mol, label.grid, "coarse")[0]  # the model's own builder
         sad_seconds = time.perf_counter() - t_sad
         atrocious = None
         if settings.atrocious:
-            atrocious = sad_density(label.mol, label.grid, "coarse", atrocious=True)
+            atrocious = get_input("sad_atrocious")().build(label.mol, label.grid, "coarse")[0]
         meta = {
             "id": item.id, "split": item.split, "source": item.source, "symbols": list(item.symbols),
             "positions_bohr": (label.mol.positions_angstrom / BOHR_ANGSTROM).tolist(),

@@ -1,259 +1,303 @@
-"""The 3D super-resolution ResNet (paper SI section 2): an ``nn.Module`` and nothing else.
+"""The model as a composition, built in one place from its saved config:
 
-Tensors are ``(B, C, X, Y, Z)``; the input is the SAD density on the coarse mesh
-(e/Bohr^3, one channel), the output the density on the fine mesh, ``2**num_up`` times larger
-per axis, rescaled to integrate to the electron count.
+    inputs (coarse channels) -> trunk -> + base -> ReLU -> rescale to N_e
 
-Architecture (SRResNet in 3D): ``conv_first`` Conv3d(1->C, K1) + PReLU; ``body``: num_block
-residual blocks [Conv3d(K2) - InstanceNorm3d - PReLU - Conv3d(K2) - InstanceNorm3d] +
-identity; ``conv_body`` Conv3d(K2) + InstanceNorm3d; long skip from ``conv_first``;
-``upsample``: num_up blocks [Conv3d(C->8C, K2) - InstanceNorm3d - 3D pixel shuffle (x2 per
-axis) - PReLU]; ``conv_last`` Conv3d(C->1, K1); ReLU; rescale to ``N_e``. Convolutions have
-stride 1, 'same' size and circular padding (the box is periodic); instance norms have no
-affine parameters. The paper's QM9 model is ``ModelConfig(32, 5, 5, 32, 1)`` (9.35 M
-parameters), its x4 model ``ModelConfig(64, 3, 3, 64, 2)``.
+Tensors are ``(B, C, X, Y, Z)``: the inputs on the coarse mesh (e/Bohr^3, one or more
+channels), the output on the fine mesh, ``upscale`` times larger per axis.
+
+- ``inputs``: named channel builders (:mod:`rhosr.inputs`: ``sad``, ``sad_atrocious``,
+  ``sad_elements``); the number of input channels follows from the list.
+- ``trunk``: an architecture from :mod:`rhosr.trunks` (``srresnet``, the paper's and the
+  default; ``unet``); it tells its upscale, receptive radius, locality and memory per voxel.
+- ``base``: what the trunk's output is added to (:mod:`rhosr.bases`: ``none``, ``sad_linear``,
+  ``sad_fine``). With a base other than ``none`` the trunk's last layer starts at zero, so an
+  untrained model returns its base.
+
+The config (``model`` in a training config and in ``model.json``)::
+
+    model:
+      inputs: [sad, {name: sad_elements, elements: [H, C, N, O, F]}]
+      trunk: {name: unet, channels: [16, 32, 64], blocks: 1, kernel: 3, num_up: 1}
+      base: sad_fine
+
+An entry is a name or a mapping with ``name`` and that part's options. The older flat form,
+``{num_feat, kernel_first, kernel, num_block, num_up, norm, residual_sad}`` with the input named
+apart, still reads: it is an ``srresnet`` trunk, base ``sad_linear`` when ``residual_sad``
+else ``none``. This module imports neither PySCF nor ASE.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rhosr.config import from_dict_strict
+from rhosr.bases import BASES, get_base
 from rhosr.errors import InputError
+from rhosr.inputs import INPUTS, NoOptions, get_input
+from rhosr.layers import (  # noqa: F401  (re-exported: the building blocks lived here)
+    CPU_SLABS,
+    NORMS,
+    PeriodicConv3d,
+    ResidualBlock,
+    Upsample,
+    _conv_in_slabs,
+    _conv_one_channel_side,
+    circular_pad,
+    make_norm,
+    normalize,
+    pixel_shuffle_3d,
+    upsample_linear,
+)
+from rhosr.schema import shown, typed_from_dict
+from rhosr.trunks import TRUNKS, get_trunk
+from rhosr.trunks.srresnet import SRResNet3D, SRResNetOptions  # noqa: F401
 
-NORMS = ("instance", "none")
+MAX_PARAMETERS = 200_000_000
+"""Models with more parameters (0.8 GB in float32; the paper's x4 model has 16 M) are refused
+before anything is allocated."""
+
+LEGACY_KEYS = ("num_feat", "kernel_first", "kernel", "num_block", "num_up", "norm", "residual_sad")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One registered part (an input, the trunk or the base): its name and typed options."""
+
+    name: str
+    options: object = field(default_factory=NoOptions)
+
+    def to_dict(self) -> dict:
+        options = {k: list(v) if isinstance(v, tuple) else v
+                   for k, v in dataclasses.asdict(self.options).items()}
+        return {"name": self.name, **options}
+
+
+def _part(value, getter, what: str) -> Part:
+    """A part from its config entry: a name, or a mapping with ``name`` and options."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise InputError(f"model config: each {what} is a name or a mapping with a name, got {value!r:.60}")
+    options = {k: v for k, v in value.items() if k != "name"}
+    cls = getter(value["name"])
+    return Part(value["name"], typed_from_dict(cls.Options, options, f"model config: {what} {value['name']}"))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of :class:`SRResNet3D` (BasicSR's names; the paper's in comments)."""
+    """The model's description: input builders, trunk and base (see the module docstring)."""
 
-    num_feat: int = 32  # C
-    kernel_first: int = 5  # K1 (conv_first and conv_last)
-    kernel: int = 5  # K2 (body and upsampling)
-    num_block: int = 32  # N_res
-    num_up: int = 1  # N_up: upscale = 2**num_up
-    residual_sad: bool = False  # learn the correction on top of the upsampled SAD (option)
-    norm: str = "instance"  # "instance" (the paper) or "none" (local: crops and tiles are exact)
+    inputs: tuple[Part, ...] = (Part("sad"),)
+    trunk: Part = field(default_factory=lambda: Part("srresnet", SRResNetOptions()))
+    base: Part = field(default_factory=lambda: Part("none"))
 
     def __post_init__(self):
-        if self.norm not in NORMS:
-            raise InputError(f"model config: norm must be one of {NORMS}, got {self.norm!r}")
+        if not self.inputs:
+            raise InputError("model config: inputs is empty; the model needs at least one input")
+        first = INPUTS[self.inputs[0].name]
+        if BASES[self.base.name].needs_sad and not first.is_sad:
+            raise InputError(f"model config: base {self.base.name} builds on the SAD, so the first "
+                             f"input must be sad or sad_atrocious, not {self.inputs[0].name}")
+
+    # -- what the rest of the code asks ---------------------------------------------------
+    @property
+    def builders(self) -> list:
+        return [INPUTS[p.name](p.options) for p in self.inputs]
+
+    @property
+    def in_channels(self) -> int:
+        return sum(b.channels for b in self.builders)
 
     @property
     def upscale(self) -> int:
-        return 2**self.num_up
+        return self.trunk.options.upscale
 
     @property
-    def receptive_radius(self) -> int:
-        """Coarse voxels the output at a point depends on, on each side (norms aside)."""
-        k1, k2 = self.kernel_first // 2, self.kernel // 2
-        return k1 + 2 * k2 * self.num_block + k2 + self.num_up * k2 + -(-k1 // self.upscale)
+    def num_up(self) -> int:
+        return self.trunk.options.num_up
 
+    @property
+    def local(self) -> bool:
+        """True when tiles and crops are exact (the output at a point depends only on inputs
+        within :attr:`halo`, through the same function everywhere)."""
+        return self.trunk.options.local
+
+    @property
+    def halo(self) -> int:
+        """Coarse voxels on each side that one output point depends on (trunk and base)."""
+        return self.trunk.options.receptive_radius + BASES[self.base.name].halo
+
+    receptive_radius = halo
+
+    @property
+    def needs_fine(self) -> bool:
+        """Whether the base reads a fine-mesh array (the SAD on the fine mesh)."""
+        return BASES[self.base.name].needs_fine
+
+    @property
+    def bytes_per_voxel(self) -> float:
+        """Peak memory of one float32 forward pass per coarse voxel (bytes, an estimate)."""
+        fine = 4 * 2 * self.upscale**3 if self.needs_fine else 0
+        return self.trunk.options.bytes_per_voxel(self.in_channels) + fine
+
+    def describe(self) -> str:
+        """One line: trunk and options, base, inputs."""
+        opts = ", ".join(f"{k} {v}" for k, v in self.trunk.to_dict().items() if k != "name")
+        n = self.in_channels
+        return (f"{self.trunk.name} ({opts}), base {self.base.name}, "
+                f"inputs {' + '.join(p.name for p in self.inputs)} ({n} channel{'s' * (n > 1)})")
+
+    # -- reading and writing ------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"inputs": [p.to_dict() for p in self.inputs], "trunk": self.trunk.to_dict(),
+                "base": self.base.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        return from_dict_strict(cls, d, "model config")
+    def from_dict(cls, d, input_name: str = "sad") -> ModelConfig:
+        """From the config mapping (strict). ``input_name`` is the old separate ``input`` key,
+        used by the old flat form only."""
+        if not isinstance(d, dict):
+            raise InputError(f"model config: must be a mapping, got {type(d).__name__}")
+        if not set(d) & {"inputs", "trunk", "base"}:
+            return cls.from_legacy(d, input_name)
+        unknown = sorted(shown(k) for k in set(d) - {"inputs", "trunk", "base"})
+        if unknown:
+            raise InputError(f"model config: unknown keys {', '.join(unknown)} "
+                             "(trunk options go inside trunk: {name: ..., ...})")
+        inputs = d.get("inputs", ["sad"])
+        if not isinstance(inputs, list) or not inputs:
+            raise InputError("model config: inputs must be a non-empty list, e.g. [sad]")
+        names = [p if isinstance(p, str) else p.get("name") if isinstance(p, dict) else None for p in inputs]
+        if len(set(map(str, names))) != len(names):
+            raise InputError("model config: an input is listed twice")
+        return cls(tuple(_part(p, get_input, "input") for p in inputs),
+                   _part(d.get("trunk", "srresnet"), get_trunk, "trunk"),
+                   _part(d.get("base", "none"), get_base, "base"))
+
+    @classmethod
+    def from_legacy(cls, d: dict, input_name: str = "sad") -> ModelConfig:
+        """The flat SRResNet form: ``{num_feat, ..., norm, residual_sad}`` and the input's name."""
+        unknown = sorted(shown(k) for k in set(d) - set(LEGACY_KEYS))
+        if unknown:
+            raise InputError(f"model config: unknown keys {', '.join(unknown)}")
+        options = {k: v for k, v in d.items() if k != "residual_sad"}
+        residual = d.get("residual_sad", False)
+        if not isinstance(residual, bool):
+            raise InputError(f"model config: residual_sad must be true or false, got {residual!r:.40}")
+        return cls((_part(input_name, get_input, "input"),),
+                   Part("srresnet", typed_from_dict(SRResNetOptions, options, "model config")),
+                   Part("sad_linear" if residual else "none"))
 
 
-class _CircularPad3d(torch.autograd.Function):
-    """``F.pad(mode='circular')`` with a cheap backward: the gradient of the halo is folded
-    back onto the faces it was copied from (PyTorch's own backward is ~40% of a CPU step)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, pad: int) -> torch.Tensor:
-        ctx.pad = pad
-        return F.pad(x, (pad,) * 6, mode="circular")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        p = ctx.pad
-        for axis in (2, 3, 4):
-            n = grad.shape[axis] - 2 * p
-            core = grad.narrow(axis, p, n).clone()
-            core.narrow(axis, 0, p).add_(grad.narrow(axis, n + p, p))
-            core.narrow(axis, n - p, p).add_(grad.narrow(axis, 0, p))
-            grad = core
-        return grad, None
+def model_config(value, input_name: str = "sad") -> ModelConfig:
+    """A :class:`ModelConfig` from itself or its mapping (new or old flat form)."""
+    return value if isinstance(value, ModelConfig) else ModelConfig.from_dict(value, input_name)
 
 
-def circular_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Periodic padding of the three spatial axes of ``(B, C, X, Y, Z)`` by ``pad`` voxels."""
-    if pad == 0:
-        return x
-    if min(x.shape[2:]) < pad:
-        raise InputError(f"grid {tuple(x.shape[2:])} is smaller than the convolution halo {pad}")
-    return _CircularPad3d.apply(x, pad)
+def _legacy_state_hook(module, state_dict, prefix, *args) -> None:
+    """Weights saved before the composition had the SRResNet's keys at the top
+    (``conv_first.weight``): they are the trunk's (``trunk.conv_first.weight``)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        if not rest.startswith(("trunk.", "base.")):
+            state_dict[f"{prefix}trunk.{rest}"] = state_dict.pop(key)
 
 
-CPU_SLABS = 2
-"""On the CPU PyTorch runs a batch of one through a slow reference conv3d (``slow_conv3d``)
-and batches of two or more through oneDNN, 3-5x faster. A single sample is therefore cut
-along x into this many overlapping slabs that travel as a batch (exact; 1 disables it)."""
+def upgrade_state(state: dict) -> dict:
+    """A state dict with the old top-level SRResNet keys moved under ``trunk.``."""
+    state = dict(state)
+    _legacy_state_hook(None, state, "")
+    return state
 
 
-def _conv_in_slabs(conv: nn.Conv3d, x: torch.Tensor, slabs: int) -> torch.Tensor:
-    """``conv(x)`` for a padded ``x`` of batch 1, computed as a batch of ``slabs`` x-slabs."""
-    p2 = conv.kernel_size[0] - 1
-    n_out = x.shape[2] - p2
-    width = -(-n_out // slabs)  # ceil
-    starts = [min(i * width, n_out - width) for i in range(slabs)]
-    slabs_batch = torch.cat([x[:, :, s : s + width + p2] for s in starts], 0)
-    y = conv._conv_forward(slabs_batch, conv.weight, conv.bias)
-    parts = [y[i : i + 1, :, max(0, (i * width) - s) :] for i, s in enumerate(starts)]
-    return torch.cat(parts, 2)[:, :, :n_out]
-
-
-def _conv_one_channel_side(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a padded ``x`` when the input or the output has a single channel, as
-    one matrix product over the k^3 kernel offsets plus k^3 shifted slices (exact). oneDNN runs
-    single-channel 3D convolutions at a small fraction of its usual speed; GEMMs do not care."""
-    k = conv.kernel_size[0]
-    b, c_in = x.shape[:2]
-    out_shape = [n - k + 1 for n in x.shape[2:]]
-    offsets = [(i, j, m) for i in range(k) for j in range(k) for m in range(k)]
-    w = conv.weight.reshape(conv.out_channels, c_in, k**3)
-    if conv.out_channels == 1:  # contract the channels first, then add the shifted offsets
-        y = torch.einsum("kc,bcn->bkn", w[0].t(), x.reshape(b, c_in, -1)).reshape(b, k**3, *x.shape[2:])
-        out = sum(y[:, o : o + 1, i : i + out_shape[0], j : j + out_shape[1], m : m + out_shape[2]]
-                  for o, (i, j, m) in enumerate(offsets))
-    else:  # c_in == 1: gather the k^3 shifted inputs, then one product with the weights
-        patches = torch.cat([x[:, :, i : i + out_shape[0], j : j + out_shape[1], m : m + out_shape[2]]
-                             for i, j, m in offsets], 1)
-        out = torch.einsum("ck,bkn->bcn", w[:, 0], patches.reshape(b, k**3, -1)).reshape(b, -1, *out_shape)
-    return out + conv.bias.view(1, -1, 1, 1, 1)
-
-
-class PeriodicConv3d(nn.Conv3d):
-    """A stride-1 'same' Conv3d on a periodic box (odd kernel)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int):
-        if kernel % 2 == 0:
-            raise InputError(f"kernel sizes must be odd, got {kernel}")
-        super().__init__(in_ch, out_ch, kernel, padding=0)
-        self.halo = kernel // 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = circular_pad(x, self.halo)
-        if (x.device.type == "cpu" and 1 in (self.in_channels, self.out_channels) and self.halo > 0
-                and not torch.is_grad_enabled()):  # inference only: its slices' backward is slow
-            return _conv_one_channel_side(self, x)
-        if x.shape[0] == 1 and x.device.type == "cpu" and CPU_SLABS > 1 and x.shape[2] >= 4 * CPU_SLABS:
-            return _conv_in_slabs(self, x, CPU_SLABS)
-        return super().forward(x)
-
-
-def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """(B, C*f^3, X, Y, Z) -> (B, C, f X, f Y, f Z); channel index = c*f^3 + i*f^2 + j*f + k."""
-    b, c, nx, ny, nz = x.shape
-    c_out = c // factor**3
-    x = x.view(b, c_out, factor, factor, factor, nx, ny, nz)
-    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
-    return x.reshape(b, c_out, nx * factor, ny * factor, nz * factor)
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """Instance norm without affine parameters (the paper), or nothing (``norm: none``)."""
-    return nn.InstanceNorm3d(channels, affine=False) if kind == "instance" else nn.Identity()
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, num_feat: int, kernel: int, norm: str = "instance"):
-        super().__init__()
-        self.conv1 = PeriodicConv3d(num_feat, num_feat, kernel)
-        self.norm1 = make_norm(norm, num_feat)
-        self.act = nn.PReLU()
-        self.conv2 = PeriodicConv3d(num_feat, num_feat, kernel)
-        self.norm2 = make_norm(norm, num_feat)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
-
-
-class Upsample(nn.Module):
-    def __init__(self, num_feat: int, kernel: int, norm: str = "instance"):
-        super().__init__()
-        self.conv = PeriodicConv3d(num_feat, 8 * num_feat, kernel)
-        self.norm = make_norm(norm, 8 * num_feat)
-        self.act = nn.PReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(pixel_shuffle_3d(self.norm(self.conv(x)), 2))
-
-
-class SRResNet3D(nn.Module):
-    """Coarse SAD ``(B, 1, X, Y, Z)`` -> fine density ``(B, 1, uX, uY, uZ)``, u = 2**num_up."""
+class DensityModel(nn.Module):
+    """Coarse inputs ``(B, C, X, Y, Z)`` -> fine density ``(B, 1, uX, uY, uZ)``."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        c = config.num_feat
-        self.conv_first = PeriodicConv3d(1, c, config.kernel_first)
-        self.act_first = nn.PReLU()
-        norm = config.norm
-        self.body = nn.Sequential(*[ResidualBlock(c, config.kernel, norm) for _ in range(config.num_block)])
-        self.conv_body = PeriodicConv3d(c, c, config.kernel)
-        self.norm_body = make_norm(norm, c)
-        self.upsample = nn.Sequential(*[Upsample(c, config.kernel, norm) for _ in range(config.num_up)])
-        self.conv_last = PeriodicConv3d(c, 1, config.kernel_first)
-        if config.residual_sad:  # start from the interpolated SAD itself
-            nn.init.zeros_(self.conv_last.weight)
-            nn.init.zeros_(self.conv_last.bias)
+        self.builders = config.builders
+        self.trunk = TRUNKS[config.trunk.name](config.trunk.options, config.in_channels)
+        self.base = BASES[config.base.name](config.base.options)
+        if config.base.name != "none":  # start from the base itself
+            self.trunk.zero_output()
+        self.register_load_state_dict_pre_hook(_legacy_state_hook)
+
+    # what tiling, crops and training ask of the model
+    @property
+    def upscale(self) -> int:
+        return self.config.upscale
+
+    @property
+    def halo(self) -> int:
+        return self.config.halo
+
+    @property
+    def local(self) -> bool:
+        return self.config.local
+
+    @property
+    def bytes_per_voxel(self) -> float:
+        return self.config.bytes_per_voxel
+
+    @property
+    def needs_fine(self) -> bool:
+        return self.config.needs_fine
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def build_inputs(self, mol, grid):
+        """The coarse input ``(C, X, Y, Z)`` float32 of a molecule placed in ``grid``'s box."""
+        from rhosr.inputs import model_inputs
+
+        return model_inputs(self.builders, mol, grid)
+
+    def build_fine(self, mol, grid):
+        """The fine-mesh array ``(uX, uY, uZ)`` the base reads, or None if it reads none."""
+        if not self.needs_fine:
+            return None
+        return self.builders[0].build(mol, grid, "fine")[0]
 
     def forward(
-        self, sad: torch.Tensor, n_electrons: torch.Tensor | None = None,
-        voxel_volume: torch.Tensor | None = None,
+        self, x: torch.Tensor, n_electrons: torch.Tensor | None = None,
+        voxel_volume: torch.Tensor | None = None, fine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) are ``(B,)``; without them
-        the output is not rescaled."""
-        feat = self.act_first(self.conv_first(sad))
-        x = self.norm_body(self.conv_body(self.body(feat))) + feat
-        out = self.conv_last(self.upsample(x))
-        if self.config.residual_sad:
-            out = out + upsample_linear(sad, self.config.num_up)
+        the output is not rescaled. ``fine`` ``(B, 1, uX, uY, uZ)``: the base's fine array."""
+        out = self.trunk(x)
+        base = self.base(x, fine, self.config.num_up)
+        if base is not None:
+            out = out + base
         out = F.relu(out)
         if n_electrons is None or voxel_volume is None:
             return out
         return normalize(out, n_electrons, voxel_volume)
 
 
-def upsample_linear(x: torch.Tensor, num_up: int = 1) -> torch.Tensor:
-    """Periodic trilinear interpolation, x2 per axis ``num_up`` times: fine point ``2i`` is
-    coarse point ``i``, fine point ``2i+1`` the mean of coarse ``i`` and ``i+1`` (wrapping)."""
-    for _ in range(num_up):
-        for axis in (2, 3, 4):
-            mid = 0.5 * (x + torch.roll(x, -1, dims=axis))
-            x = torch.stack((x, mid), dim=axis + 1).flatten(axis, axis + 1)
-    return x
-
-
-def normalize(rho: torch.Tensor, n_electrons: torch.Tensor, voxel_volume: torch.Tensor) -> torch.Tensor:
-    """Scale each density so that ``sum(rho) * voxel_volume = n_electrons``; an all-zero
-    density becomes uniform instead of NaN."""
-    b = rho.shape[0]
-    n_e = n_electrons.to(rho.dtype).view(b, 1, 1, 1, 1)
-    dv = voxel_volume.to(rho.dtype).view(b, 1, 1, 1, 1)
-    total = rho.sum(dim=(1, 2, 3, 4), keepdim=True) * dv
-    n_points = rho[0].numel()
-    uniform = n_e / (n_points * dv)
-    tiny = torch.finfo(rho.dtype).tiny
-    scaled = rho * (n_e / total.clamp_min(tiny))
-    return torch.where(total <= tiny, uniform.expand_as(rho), scaled)
-
-
-def build_model(config: ModelConfig | dict) -> SRResNet3D:
-    """The one place a model is built from its config (training and inference alike)."""
-    if isinstance(config, dict):
-        config = ModelConfig.from_dict(config)
-    return SRResNet3D(config)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_size(config: ModelConfig) -> int:
+    """The parameter count of ``config``'s model, counted on PyTorch's meta device (nothing
+    allocated); an InputError beyond :data:`MAX_PARAMETERS`."""
+    state = torch.random.get_rng_state()
+    with torch.device("meta"):
+        n = count_parameters(DensityModel(config))
+    torch.random.set_rng_state(state)
+    if n > MAX_PARAMETERS:
+        raise InputError(f"model config: {n:,} parameters ({4 * n / 1e9:,.0f} GB) is more than the "
+                         f"{MAX_PARAMETERS:,} this package builds; use fewer channels or blocks")
+    return n
+
+
+def build_model(config: ModelConfig | dict, input_name: str = "sad") -> DensityModel:
+    """The one place a model is built from its config (training and inference alike)."""
+    config = model_config(config, input_name)
+    check_size(config)
+    return DensityModel(config)

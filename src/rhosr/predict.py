@@ -2,7 +2,7 @@
 run a trained model (the one shipped in the package by default).
 
 Everything follows the model's own ``model.json``: the box margin and upscale it was trained
-with, and whether it takes the normal or the "atrocious" SAD.
+with, and the inputs it reads (built by the model's own input builders, :mod:`rhosr.inputs`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def element_caveat(meta: dict, symbols) -> str | None:
 @dataclass
 class Prediction:
     """A predicted density: ``density`` (fine mesh, e/Bohr^3, float32, axes x, y, z), its
-    ``grid``, the molecule ``placed`` in the box frame, the coarse ``sad`` input and timings (s)."""
+    ``grid``, the molecule ``placed`` in the box frame, the coarse ``sad`` (the first channel of
+    the model's input: the SAD, e/Bohr^3) and timings (s)."""
 
     density: np.ndarray
     grid: Grid
@@ -128,7 +129,6 @@ def predict(
 ) -> Prediction:
     """Predict the density of ``mol`` with a model folder or shipped model name."""
     from rhosr.inference import estimate_memory_bytes, predict_array, tile_for_memory
-    from rhosr.sad import sad_density
 
     if max_memory_gb is not None and not max_memory_gb > 0:
         raise InputError(f"--max-memory must be a positive number of GB, got {max_memory_gb:g}")
@@ -139,9 +139,10 @@ def predict(
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
     t0 = time.perf_counter()
-    sad = sad_density(placed, grid, "coarse", atrocious=meta.get("input") == "sad_atrocious")
+    inputs = net.build_inputs(placed, grid)
+    fine = net.build_fine(placed, grid)
     t_sad = time.perf_counter() - t0
-    if tile is None and max_memory_gb is None and device == "cpu" and net.config.norm == "none":
+    if tile is None and max_memory_gb is None and device == "cpu" and net.local:
         max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
     if tile is None and max_memory_gb is not None:
         if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
@@ -149,16 +150,17 @@ def predict(
     t0 = time.perf_counter()
     density = predict_array(
         net,
-        sad,
+        inputs,
         mol.n_valence,
         grid.voxel_volume("fine"),
         tile=tile,
         rotations=rotations,
         device=device,
         progress=progress,
+        fine=fine,
     )
     t_model = time.perf_counter() - t0
-    return Prediction(density, grid, placed, sad, {"sad_s": t_sad, "model_s": t_model, "tile": tile})
+    return Prediction(density, grid, placed, inputs[0], {"sad_s": t_sad, "model_s": t_model, "tile": tile})
 
 
 def predict_density(atoms, model: str | os.PathLike | None = None, **kwargs) -> tuple[np.ndarray, Grid]:

@@ -118,13 +118,27 @@ def sad_density(
 
     ``mol`` must already be placed in the box (positions in Angstrom, box frame).
     """
+    return sad_channels(mol, grid, which, atrocious)[0]
+
+
+def sad_channels(
+    mol: Molecule, grid: Grid, which: str = "coarse", atrocious: bool = False,
+    elements: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """SAD densities (e/Bohr^3) ``(C, X, Y, Z)``: with ``elements``, channel ``c`` holds the
+    atoms of ``elements[c]`` only (atoms of other elements are in no channel), scaled as in the
+    whole SAD, so the channels of a molecule made of those elements sum to
+    :func:`sad_density`; without, one channel with every atom."""
     from rhosr.grid import BOHR_ANGSTROM
 
-    rho = np.zeros(grid.mesh(which))
+    channels = [None] if elements is None else list(elements)
+    rho = np.zeros((len(channels), *grid.mesh(which)))
     spacing = grid.spacing(which)
     n_raw = 0.0
     for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):
-        _add_atom(rho, separable_atom(symbol, atrocious), position, spacing)
+        target = 0 if elements is None else (channels.index(symbol) if symbol in channels else None)
+        if target is not None:
+            _add_atom(rho[target], separable_atom(symbol, atrocious), position, spacing)
         n_raw += _electrons_per_atom(symbol, atrocious, tuple(grid.lengths))
     rho *= mol.n_valence / n_raw
     return rho

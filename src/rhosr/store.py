@@ -16,8 +16,10 @@ folder is renamed into ``entries/`` (an atomic rename on POSIX). A crashed or ki
 leaves at most a folder in ``.tmp/``, never a visible partial entry; stale temporaries of
 dead processes are removed when a store is opened for writing.
 
-Densities are stored as float32 (e/Bohr^3, axes x, y, z; chunks of 16^3 coarse / 32^3 fine
-points); the density matrix as float64 so that the label can be re-gridded exactly.
+Each array is described by an :class:`ArraySpec` in :data:`ARRAY_SPECS` (its mesh, dtype and so
+its chunks and crops): densities are float32 (e/Bohr^3, axes x, y, z; chunks of 16^3 coarse /
+16*upscale per axis on the fine mesh); the density matrix float64 in one chunk, so that the
+label can be re-gridded exactly. A new array is one more spec (and an ``Entry`` field).
 """
 
 from __future__ import annotations
@@ -38,7 +40,24 @@ from rhosr.errors import InputError
 STORE_FORMAT = 1
 COARSE_CHUNK = 16
 SPLITS = ("train", "validation", "test")
-ENTRY_ARRAYS = ("sad", "label", "dm", "sad_atrocious")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """How an entry array is stored: ``mesh`` (``coarse``, ``fine`` or ``none`` for arrays
+    that are not on a grid) and ``dtype``; the chunks and periodic crops follow from the mesh."""
+
+    mesh: str
+    dtype: str = "float32"
+
+
+ARRAY_SPECS = {
+    "sad": ArraySpec("coarse"),
+    "label": ArraySpec("fine"),
+    "dm": ArraySpec("none", "float64"),
+    "sad_atrocious": ArraySpec("coarse"),
+}
+ENTRY_ARRAYS = tuple(ARRAY_SPECS)
 
 
 def package_versions() -> dict[str, str]:
@@ -208,6 +227,11 @@ class DatasetStore:
         except OSError:
             raise InputError(f"{self.path}: no complete entry {entry_id!r}") from None
 
+    def array_names(self, entry_id: str) -> list[str]:
+        """The arrays (of :data:`ARRAY_SPECS`) that a complete entry holds."""
+        folder = self.path / "entries" / entry_id
+        return [name for name in ARRAY_SPECS if (folder / name / "zarr.json").exists()]
+
     def read_entry(self, entry_id: str, arrays: tuple[str, ...] = ("sad", "label")) -> Entry:
         """Read an entry's metadata and the chosen arrays (float64 densities)."""
         group = self._group(entry_id)
@@ -221,12 +245,24 @@ class DatasetStore:
                   sad_name: str = "sad") -> tuple[np.ndarray, np.ndarray]:
         """A periodic crop: ``size`` coarse points from coarse index ``start`` (wrapping), and
         the matching ``upscale * size`` fine label points. Returns float32 (sad, label)."""
+        crops = self.read_crops(entry_id, start, size, (sad_name, "label"))
+        return crops[sad_name], crops["label"]
+
+    def read_crops(self, entry_id: str, start: tuple[int, int, int], size: tuple[int, int, int],
+                   names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The same periodic crop of several arrays, each on its own mesh (:data:`ARRAY_SPECS`):
+        ``size`` coarse points from coarse index ``start``, ``upscale`` times that on the fine
+        mesh. Reads only the chunks the crop touches."""
         group = self._group(entry_id)
         up = int(group.attrs["grid"]["upscale"])
-        coarse_mesh = group[sad_name].shape
-        ci = [(s + np.arange(n)) % m for s, n, m in zip(start, size, coarse_mesh)]
-        fi = [(up * s + np.arange(up * n)) % (up * m) for s, n, m in zip(start, size, coarse_mesh)]
-        return group[sad_name].oindex[tuple(ci)], group["label"].oindex[tuple(fi)]
+        coarse_mesh = group.attrs["grid"]["coarse_mesh"]
+        out = {}
+        for name in names:
+            scale = {"coarse": 1, "fine": up}[ARRAY_SPECS[name].mesh]
+            index = [(scale * s + np.arange(scale * n)) % (scale * m)
+                     for s, n, m in zip(start, size, coarse_mesh)]
+            out[name] = group[name].oindex[tuple(index)]
+        return out
 
     def info(self) -> dict:
         counts = {s: 0 for s in SPLITS}
@@ -259,13 +295,14 @@ def _settings(value):
 
 
 def _stored_dtype(name: str, array: np.ndarray) -> np.ndarray:
-    return np.asarray(array, dtype=np.float64 if name == "dm" else np.float32)
+    return np.asarray(array, dtype=ARRAY_SPECS[name].dtype)
 
 
 def _chunks(name: str, shape: tuple[int, ...], upscale: int) -> tuple[int, ...]:
-    if name == "dm":
+    mesh = ARRAY_SPECS[name].mesh
+    if mesh == "none":
         return tuple(shape)
-    edge = COARSE_CHUNK * (upscale if name == "label" else 1)
+    edge = COARSE_CHUNK * (upscale if mesh == "fine" else 1)
     return tuple(min(edge, n) for n in shape)
 
 

@@ -30,7 +30,7 @@ import torch
 
 from rhosr.config import from_dict_strict
 from rhosr.errors import InputError
-from rhosr.model import ModelConfig, build_model
+from rhosr.model import ModelConfig, build_model, model_config
 
 CONFIG_FOLDER = Path(__file__).parent / "configs"
 
@@ -39,7 +39,7 @@ CONFIG_FOLDER = Path(__file__).parent / "configs"
 class TrainConfig:
     """Everything a training run needs besides the store. Unknown keys are errors."""
 
-    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+    model: dict = field(default_factory=lambda: ModelConfig().to_dict())  # see rhosr.model
     lr: float = 0.01
     epochs: int = 50
     warmup_epochs: int = 1
@@ -64,7 +64,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
-        ModelConfig.from_dict(cfg.model)  # validate now, not after the data is loaded
+        _ = cfg.model_config  # validate now, not after the data is loaded
         if cfg.val_every_n_epochs < 1 or cfg.epochs % cfg.val_every_n_epochs:
             raise InputError(f"training config: epochs ({cfg.epochs}) must be a multiple of "
                              f"val_every_n_epochs ({cfg.val_every_n_epochs}) so the last epoch is validated")
@@ -97,8 +97,19 @@ class TrainConfig:
         return d
 
     @property
+    def model_config(self) -> ModelConfig:
+        """The model's typed config; ``input`` names the input of the old flat ``model`` form."""
+        if not isinstance(self.model, dict):
+            raise InputError(f"training config: model must be a mapping, got {type(self.model).__name__}")
+        if set(self.model) & {"inputs", "trunk", "base"} and self.input != "sad":
+            raise InputError("training config: input is for the old flat model form; "
+                             "list the inputs under model: inputs: [...]")
+        return model_config(self.model, self.input)
+
+    @property
     def halo(self) -> int:
-        return self.crop_halo if self.crop_halo is not None else ModelConfig(**self.model).receptive_radius
+        """Coarse voxels dropped at each face of a crop before the loss (crop training)."""
+        return self.crop_halo if self.crop_halo is not None else self.model_config.halo
 
 
 def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Tensor,
@@ -128,26 +139,26 @@ class DensityModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg = TrainConfig.from_dict(config)
-        self.model = build_model(self.cfg.model)
-        self.upscale = ModelConfig(**self.cfg.model).upscale
+        self.model = build_model(self.cfg.model_config)
+        self.upscale = self.model.upscale
 
-    def forward(self, sad, n_electrons=None, voxel_volume=None):
-        return self.model(sad, n_electrons, voxel_volume)
+    def forward(self, inputs, n_electrons=None, voxel_volume=None, fine=None):
+        return self.model(inputs, n_electrons, voxel_volume, fine)
 
     def training_step(self, batch, batch_idx):
         if self.cfg.crop:
-            pred = self.model(batch["sad"])
+            pred = self.model(batch["inputs"], fine=batch.get("fine"))
             loss = density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"],
                                 core=self.cfg.halo * self.upscale)
         else:
-            pred = self.model(batch["sad"], batch["n_electrons"], batch["voxel_volume"])
+            pred = self.model(batch["inputs"], batch["n_electrons"], batch["voxel_volume"], batch.get("fine"))
             loss = density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
-        self.log("train_err", 100 * loss, prog_bar=True, batch_size=batch["sad"].shape[0])
+        self.log("train_err", 100 * loss, prog_bar=True, batch_size=batch["inputs"].shape[0])
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
         return loss.float()
 
     def validation_step(self, batch, batch_idx):
-        pred = self.model(batch["sad"], batch["n_electrons"], batch["voxel_volume"])
+        pred = self.model(batch["inputs"], batch["n_electrons"], batch["voxel_volume"], batch.get("fine"))
         err = 100 * density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
         self.log("val_err", err, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=1)
 
@@ -165,9 +176,10 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
     """Loaders over the store's train and validation entries (or ``train_ids``, ``val_ids``)."""
     from rhosr.data import DensityDataset
 
-    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop,
-                           input_name=cfg.input, ids=train_ids)
-    val = DensityDataset(store_path, "validation", input_name=cfg.input, ids=val_ids)
+    model = cfg.model_config
+    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, ids=train_ids,
+                           model=model)
+    val = DensityDataset(store_path, "validation", ids=val_ids, model=model)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
                          f"(has {len(train)} and {len(val)})")
@@ -236,6 +248,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     from rhosr.store import DatasetStore
 
     run_dir = Path(run_dir)
+    if init and not resume:  # a damaged or unfit --init is an error before anything is written
+        load_weights_into(build_model(config.model_config), init)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.exists():
         raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")

@@ -113,11 +113,10 @@ def run(args: argparse.Namespace) -> int:
     mols = [read_molecule(spec, charge=args.charge, spin=args.spin) for spec in args.mols]
     targets = _targets(args, [m.name for m in mols])
     folder = model_folder(args.model)
-    _, meta = load_predictor(folder, args.device)
+    net, meta = load_predictor(folder, args.device)
     val = meta.get("val_err")
     report(
-        f"model {folder.name} ({meta['model']['num_feat']} channels, {meta['model']['num_block']} blocks, "
-        f"x{2 ** meta['model']['num_up']}; validation Err_rho "
+        f"model {folder.name} ({net.describe()}, x{net.upscale}; validation Err_rho "
         f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device}"
     )
     times = []

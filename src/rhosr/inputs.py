@@ -1,0 +1,158 @@
+"""The registry of input channel builders: what the model reads, computed from the structure
+and the grid. A new input is one class here (or in its own module) plus :func:`register_input`.
+
+An input class has ``Options`` (a frozen dataclass read strictly from the model config),
+``channels`` (how many channels it makes), ``store_array`` (the name of the store array that
+already holds it on the coarse mesh, or None: then it is computed from the entry's atoms when
+read), ``is_sad`` (a single whole-molecule SAD channel, which the ``sad_*`` bases build on) and
+``build(mol, grid, which)``: ``(channels, X, Y, Z)`` float32 in e/Bohr^3 on the ``coarse`` or
+``fine`` mesh of ``grid``, for a molecule already placed in its box.
+
+Labelling, the training dataset, prediction and evaluation all build inputs through here
+(:func:`model_inputs` for a molecule, :func:`entry_inputs` for a store entry). This module
+imports neither PySCF nor ASE until an input is built.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rhosr.errors import InputError
+
+if TYPE_CHECKING:
+    from rhosr.grid import Grid
+    from rhosr.molecule import Molecule
+
+INPUTS: dict[str, type] = {}
+
+
+def register_input(name: str):
+    """Class decorator: make an input available as ``inputs: [NAME, ...]``."""
+    def add(cls):
+        cls.name = name
+        INPUTS[name] = cls
+        return cls
+    return add
+
+
+def get_input(name: str) -> type:
+    try:
+        return INPUTS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"model config: unknown input {name!r}; choose from {', '.join(INPUTS)}") from None
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """An input (or base) without settings."""
+
+
+@register_input("sad")
+class SADInput:
+    """The superposition of atomic densities, the authors' recipe (:func:`rhosr.sad.sad_density`)."""
+
+    Options = NoOptions
+    store_array = "sad"
+    is_sad = True
+    atrocious = False
+
+    def __init__(self, options: NoOptions | None = None):
+        self.options = options or NoOptions()
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+    def build(self, mol: Molecule, grid: Grid, which: str = "coarse") -> np.ndarray:
+        from rhosr.sad import sad_channels
+
+        return sad_channels(mol, grid, which, self.atrocious).astype(np.float32)
+
+
+@register_input("sad_atrocious")
+class AtrociousSADInput(SADInput):
+    """The SAD from GTH-SZV with every exponent doubled (the authors' "atrocious" input)."""
+
+    store_array = "sad_atrocious"
+    atrocious = True
+
+
+MAX_ELEMENTS = 118
+_SYMBOL = re.compile(r"^[A-Z][a-z]?$")
+
+
+@dataclass(frozen=True)
+class ElementsOptions:
+    elements: tuple[str, ...] = ()  # one channel per element, in this order
+
+    def __post_init__(self):
+        object.__setattr__(self, "elements", tuple(self.elements))
+        if not 1 <= len(self.elements) <= MAX_ELEMENTS:
+            raise InputError("model config: sad_elements needs a list of 1 to 118 elements, e.g. "
+                             "{name: sad_elements, elements: [H, C, N, O, F]}")
+        bad = [e for e in self.elements if not (isinstance(e, str) and _SYMBOL.match(e))]
+        if not bad:
+            from ase.data import chemical_symbols
+
+            bad = [e for e in self.elements if e not in chemical_symbols[1:]]
+        if bad or len(set(self.elements)) != len(self.elements):
+            raise InputError(f"model config: sad_elements: {bad[0] if bad else 'repeated element'!r} "
+                             "in elements; give distinct element symbols")
+
+
+@register_input("sad_elements")
+class ElementSADInput:
+    """One SAD channel per element of a fixed list: channel ``c`` holds the atoms of
+    ``elements[c]``, scaled as in the whole SAD. An atom of an element not in the list is in no
+    channel of this input (it is still in the ``sad`` channel and the base, and ``predict``
+    warns that the model never saw it)."""
+
+    Options = ElementsOptions
+    store_array = None
+    is_sad = False
+
+    def __init__(self, options: ElementsOptions):
+        self.options = options
+
+    @property
+    def channels(self) -> int:
+        return len(self.options.elements)
+
+    def build(self, mol: Molecule, grid: Grid, which: str = "coarse") -> np.ndarray:
+        from rhosr.sad import sad_channels
+
+        return sad_channels(mol, grid, which, elements=self.options.elements).astype(np.float32)
+
+
+def model_inputs(builders, mol: Molecule, grid: Grid) -> np.ndarray:
+    """The model's coarse input ``(C, X, Y, Z)`` for a placed molecule: each builder's channels."""
+    return np.concatenate([b.build(mol, grid, "coarse") for b in builders], axis=0)
+
+
+def entry_molecule(meta: dict) -> Molecule:
+    """The placed molecule of a store entry's metadata (box frame, its charge and spin)."""
+    from rhosr.molecule import Molecule
+    from rhosr.store import entry_atoms
+
+    return Molecule(entry_atoms(meta), int(meta.get("charge", 0)), int(meta.get("spin", 0)),
+                    name=str(meta.get("id", "entry")))
+
+
+def entry_inputs(builders, entry, grid: Grid) -> np.ndarray:
+    """The model's coarse input ``(C, X, Y, Z)`` float32 for a store entry read with
+    :meth:`rhosr.store.DatasetStore.read_entry`: stored arrays where the entry has them, the
+    rest computed from its atoms."""
+    parts = []
+    mol = None
+    for b in builders:
+        stored = getattr(entry, b.store_array, None) if b.store_array else None
+        if stored is not None:
+            parts.append(np.asarray(stored, np.float32)[None])
+            continue
+        mol = mol or entry_molecule(entry.meta)
+        parts.append(b.build(mol, grid, "coarse"))
+    return np.concatenate(parts, axis=0)
