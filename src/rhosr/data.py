@@ -9,6 +9,12 @@ With ``flip`` the coarse point ``i`` (fine point ``2i``) lands on fine point ``2
 but its coarse image on ``n_c - 1 - i``, i.e. fine ``2n_c - 2 - 2i``: the fine grid slides one
 voxel against the coarse one. ``rotate_grid`` negates by ``(-i) mod n``, so the rotated coarse
 input is exactly the SAD of the rotated molecule on its own coarse grid.
+
+Random draws. Every random choice for a sample (its rotation, its crop) comes from a generator
+seeded by ``(seed, epoch, index)``, and the order of each epoch from ``seed + epoch``
+(:class:`EpochSampler`). So the draws are a function of the run's seed and of where training
+stands, not of a generator's history: they do not depend on the number of data-loader workers,
+and a resumed run draws exactly what the uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -70,8 +76,9 @@ class DensityDataset(torch.utils.data.Dataset):
     Each item is a dict: ``sad`` (1, X, Y, Z) and ``label`` (1, uX, uY, uZ) float32 tensors,
     ``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) float64 scalars, ``id``.
     ``augment`` applies one of the 24 rotations at random; ``crop`` (coarse points per axis)
-    reads a random periodic crop instead of the whole box. Test entries are refused: training
-    code can never see them.
+    reads a random periodic crop instead of the whole box. The item's key is ``index`` or
+    ``(index, epoch)`` (what :class:`EpochSampler` yields; a plain index is epoch 0), and its
+    draws come from :meth:`draws`. Test entries are refused: training code can never see them.
     """
 
     def __init__(self, store_path: str, split: str, augment: bool = False, crop: int | None = None,
@@ -87,17 +94,24 @@ class DensityDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.crop = crop
         self.input_name = input_name
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> dict:
+    def draws(self, index: int, epoch: int) -> np.random.Generator:
+        """The generator of sample ``index``'s random choices in ``epoch``: seeded by
+        ``(seed, epoch, index)``, so the same in every worker, process and resumed run."""
+        return np.random.default_rng((self.seed, epoch, index))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = self.draws(index, epoch)
         entry_id = self.ids[index]
         meta = self.store.entry_meta(entry_id)
         grid = Grid.from_dict(meta["grid"])
         if self.crop:
-            start = tuple(int(self.rng.integers(n)) for n in grid.coarse_mesh)
+            start = tuple(int(rng.integers(n)) for n in grid.coarse_mesh)
             size = tuple(min(self.crop, n) for n in grid.coarse_mesh)
             sad, label = self.store.read_crop(entry_id, start, size, self.input_name)
         else:
@@ -106,8 +120,60 @@ class DensityDataset(torch.utils.data.Dataset):
         sad = torch.as_tensor(np.asarray(sad, dtype=np.float32))[None]
         label = torch.as_tensor(np.asarray(label, dtype=np.float32))[None]
         if self.augment:
-            perm, signs = ROTATIONS[int(self.rng.integers(len(ROTATIONS)))]
+            perm, signs = ROTATIONS[int(rng.integers(len(ROTATIONS)))]
             sad, label = rotate_grid(sad, perm, signs), rotate_grid(label, perm, signs)
         return {"sad": sad.contiguous(), "label": label.contiguous(), "id": entry_id,
                 "n_electrons": torch.tensor(float(meta["n_electrons"]), dtype=torch.float64),
                 "voxel_volume": torch.tensor(grid.voxel_volume("fine"), dtype=torch.float64)}
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Keys ``(index, epoch)`` of a :class:`DensityDataset`, in an order fixed by ``seed + epoch``.
+
+    ``shuffle``: a permutation drawn from ``torch.Generator().manual_seed(seed + epoch)`` (the
+    order ``torch.utils.data.DistributedSampler`` gives), else the dataset order. Under
+    ``torch.distributed`` each rank takes every ``world_size``-th key, the list padded with its
+    head to a multiple of the ranks (as ``DistributedSampler`` does), so Lightning must not add
+    its own sampler (``Trainer(use_distributed_sampler=False)``). Lightning calls
+    :meth:`set_epoch` at each epoch's start; :meth:`resume` starts a resumed run inside the
+    epoch where its checkpoint was taken.
+    """
+
+    def __init__(self, dataset: DensityDataset, shuffle: bool = True, seed: int = 0):
+        self.n = len(dataset)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Make the next iteration ``epoch``'s, without its first ``done`` keys of this rank
+        (the samples the checkpointed run had already trained on)."""
+        self.epoch, self.skip = int(epoch), int(done)
+
+    @staticmethod
+    def _rank_and_size() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return -(-self.n // self._rank_and_size()[1])
+
+    def __iter__(self):
+        rank, size = self._rank_and_size()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = list(range(self.n))
+        total = -(-self.n // size) * size
+        order = (order * (total // max(1, len(order)) + 1))[:total]  # padded with its head
+        mine = order[rank:total:size][self.skip:]
+        self.skip = 0
+        return iter([(index, self.epoch) for index in mine])

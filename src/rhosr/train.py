@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,61 @@ class TrainConfig:
         return self.crop_halo if self.crop_halo is not None else ModelConfig(**self.model).receptive_radius
 
 
+RESUME_SAFE_KEYS = {
+    "num_workers": "data-loader processes: every random draw is a function of (seed, epoch, "
+                   "sample), not of the process that makes it (rhosr.data)",
+    "checkpoint_every_n_steps": "how often last.ckpt is written",
+    "log_every_n_steps": "how often metrics are logged",
+    "val_every_n_epochs": "how often the model is validated; validation draws nothing and does "
+                          "not change the weights (it must still divide epochs)",
+}
+"""The training-config keys that ``--resume`` may change, and why each is safe: they decide how
+often things are written, checked or loaded, never what is trained. Every other key changes the
+run itself and is refused: the model, optimizer and schedule (``lr``, ``betas``, ``epochs``,
+``warmup_*``: the checkpoint's optimizer and learning-rate schedule would go on with the old
+values while the new ones were recorded), what one step trains on (``batch_size``,
+``accumulate_grad_batches``, ``crop``, ``crop_halo``, ``augment``, ``input``,
+``limit_train_batches``), the random draws (``seed``), what "best" is measured on
+(``limit_val_batches``), the arithmetic (``precision``) and ``compile`` (a compiled model's weights
+carry other names in the checkpoint)."""
+
+
+def resume_config_changes(old: dict, new: dict) -> list[str]:
+    """``key old -> new`` for every key of the training config ``new`` that differs from the
+    run's ``old`` one, other than :data:`RESUME_SAFE_KEYS` (``model.KEY`` inside the model)."""
+    defaults = TrainConfig().to_dict()
+    old, new = {**defaults, **old}, {**defaults, **new}
+    model_old, model_new = (ModelConfig.from_dict(d["model"]).to_dict() for d in (old, new))
+    changes = [f"model.{k} {model_old.get(k)!r} -> {model_new.get(k)!r}"
+               for k in sorted(set(model_old) | set(model_new)) if model_old.get(k) != model_new.get(k)]
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+            a, b = list(a), list(b)
+        if key != "model" and key not in RESUME_SAFE_KEYS and a != b:
+            changes.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+    return changes
+
+
+def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume the run in ``run_dir`` with a config that changes the run (before anything
+    is written). The run's config is its ``config.yaml``, else the one in its last checkpoint."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+    else:
+        ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        old = ckpt.get("hyper_parameters", {}).get("config", {})
+    changes = resume_config_changes(old, config.to_dict())
+    if changes:
+        raise InputError(
+            f"{run_dir}: --resume with a config that differs from the run's: {', '.join(changes)}. "
+            f"A resumed run keeps its config (only {', '.join(RESUME_SAFE_KEYS)} may change); "
+            f"to train with new values start a new run from this one (--init {run_dir / 'best'})")
+
+
 def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Tensor,
                  n_electrons: torch.Tensor, core: int = 0) -> torch.Tensor:
     """Mean over the batch of ``integral |pred - label| / N_e`` (a fraction; x100 = Err_rho %).
@@ -151,9 +207,17 @@ class DensityModule(L.LightningModule):
         err = 100 * density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
         self.log("val_err", err, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=1)
 
+    def scheduled_steps(self) -> int:
+        """Optimizer steps in ``epochs`` epochs: the length of the cosine schedule. Not Lightning's
+        ``estimated_stepping_batches``, which is ``--max-steps`` when that is smaller: a run
+        stopped early and resumed would change its learning rates at the resume."""
+        self.trainer.estimated_stepping_batches  # noqa: B018 (sets up the train loader, counts its batches)
+        per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        return max(1, per_epoch * self.cfg.epochs)
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.scheduled_steps()
         warmup = max(1, total // max(1, self.cfg.epochs)) * self.cfg.warmup_epochs
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: lr_factor(step, warmup, total, self.cfg.warmup_factor))
@@ -163,10 +227,10 @@ class DensityModule(L.LightningModule):
 def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = None,
                  train_ids: list[str] | None = None):
     """Loaders over the store's train and validation entries (or ``train_ids``, ``val_ids``)."""
-    from rhosr.data import DensityDataset
+    from rhosr.data import DensityDataset, EpochSampler
 
     train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop,
-                           input_name=cfg.input, ids=train_ids)
+                           seed=cfg.seed, input_name=cfg.input, ids=train_ids)
     val = DensityDataset(store_path, "validation", input_name=cfg.input, ids=val_ids)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
@@ -176,8 +240,50 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
                          "use a larger crop or set crop_halo")
     kwargs = {"num_workers": cfg.num_workers, "persistent_workers": cfg.num_workers > 0}
     batch = cfg.batch_size if cfg.crop else 1  # whole boxes differ in size
-    return (torch.utils.data.DataLoader(train, batch_size=batch, shuffle=True, **kwargs),
-            torch.utils.data.DataLoader(val, batch_size=1, shuffle=False, **kwargs))
+    return (torch.utils.data.DataLoader(train, batch_size=batch, sampler=EpochSampler(train, True, cfg.seed),
+                                        **kwargs),
+            torch.utils.data.DataLoader(val, batch_size=1, sampler=EpochSampler(val, False), **kwargs))
+
+
+class ResumeDraws(L.Callback):
+    """On ``--resume``, start the training sampler where the checkpoint left off: in its epoch,
+    past the batches of that epoch already trained on (Lightning would replay the epoch from its
+    first batch, with other samples and rotations than the uninterrupted run). A resume on another
+    number of processes (``--devices`` x ``--num-nodes``) is refused: each process takes its share
+    of every epoch, so the steps per epoch, the learning-rate schedule and the draws would change."""
+
+    def __init__(self, loader, limit_batches: int | None = None):
+        self.loader = loader
+        self.limit_batches = limit_batches
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["rhosr_world_size"] = trainer.world_size
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        saved = checkpoint.get("rhosr_world_size", trainer.world_size)  # unknown before it was saved
+        if saved != trainer.world_size:
+            raise InputError(f"this run trained on {saved} process(es) (--devices x --num-nodes); "
+                             f"resume it on {saved}, not {trainer.world_size}")
+        loop = checkpoint["loops"]["fit_loop"]
+        epoch = loop["epoch_progress"]["current"]["processed"]
+        done = loop["epoch_loop.batch_progress"]["current"]["ready"]  # batches trained this epoch
+        per_epoch = len(self.loader) if self.limit_batches is None else min(len(self.loader),
+                                                                            self.limit_batches)
+        if 0 < done < per_epoch:  # at an epoch's end Lightning goes on with the next epoch itself
+            self.loader.sampler.resume(epoch, done * self.loader.batch_size)
+
+
+class SaveAtMaxSteps(L.Callback):
+    """Write ``last.ckpt`` as the batch that reaches ``--max-steps`` ends: the same mid-epoch state
+    a SIGKILLed run resumes from. (Saved after ``fit`` returns instead, Lightning's state counts
+    the cut epoch as finished, and a resume would skip the rest of it.)"""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.save_checkpoint(str(self.path))
 
 
 def run_ids_file(split: str) -> str:
@@ -231,7 +337,7 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
 
     from rhosr.best_model import BestModelExporter
     from rhosr.checkpoint import load_weights_into
-    from rhosr.io import atomic_write
+    from rhosr.io import atomic_write, prepare_output_folder
     from rhosr.run_metrics import keep_metrics_history
     from rhosr.store import DatasetStore
 
@@ -241,7 +347,9 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
     if not resume and last.exists():
         raise InputError(f"{run_dir}: already holds a run; pass --resume or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        check_resume_config(run_dir, config)
+    prepare_output_folder(run_dir, "--out")
     if resume:
         keep_metrics_history(run_dir / "logs")
     with atomic_write(run_dir / "config.yaml") as fh:
@@ -274,13 +382,19 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
             exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path),
                                           val_ids),
             Timer(),
+            ResumeDraws(train_loader, config.limit_train_batches),
+            SaveAtMaxSteps(last),
         ],
+        use_distributed_sampler=False,  # EpochSampler splits the data between ranks itself
     )
     # weights_only: the resume checkpoint holds tensors, numbers and strings only, so it is read
     # without unpickling code (and Lightning does not warn about it).
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
-                weights_only=True)
-    trainer.save_checkpoint(str(last))  # the final state, whatever step training stopped at
+    with warnings.catch_warnings():  # ResumeDraws resumes inside the epoch, which Lightning cannot
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
+                    weights_only=True)
+    if not 0 < max_steps <= trainer.global_step:  # else SaveAtMaxSteps wrote it
+        trainer.save_checkpoint(str(last))  # the final state, after the last epoch
     if trainer.is_global_zero:
         from rhosr.render import plot_learning_curve
 
