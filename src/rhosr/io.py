@@ -77,8 +77,11 @@ def _check_writable_folder(folder: Path, label: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        where = next((p for p in (folder, *folder.parents) if p.is_dir()), folder)
         reason = exc.strerror or type(exc).__name__
-        raise InputError(f"{label}: cannot write in {folder} ({reason})") from None
+        if isinstance(exc, FileNotFoundError):  # /proc: a folder that takes no new entries
+            reason = "it takes no new files or folders"
+        raise InputError(f"{label}: cannot write in {where} ({reason})") from None
 
 
 def prepare_output(path: str | os.PathLike | None, suffixes: tuple[str, ...] | None = None,
