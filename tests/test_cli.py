@@ -79,13 +79,18 @@ def test_unwritable_output_fails_before_any_work(argv, tmp_path, run_cli, water_
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_follow_the_umask(umask, tmp_path, run_cli, water_xyz):
     """Outputs get 0o666 & ~umask (0644 or 0600), as any new file does, not the temporary file's 0600."""
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+
     old = os.umask(umask)
     try:
         assert run_cli("sad", water_xyz, "-o", tmp_path / "out" / "sad.cube")[0] == 0
         assert run_cli("predict", water_xyz, "-o", tmp_path / "preds", "--format", "npy", "--quiet")[0] == 0
+        save_model(tmp_path / "model", build_model({"num_feat": 2, "num_block": 1}), {})  # a run's best/
     finally:
         os.umask(old)
-    for path in (tmp_path / "out" / "sad.cube", tmp_path / "preds" / "water.npy"):
+    for path in (tmp_path / "out" / "sad.cube", tmp_path / "preds" / "water.npy",
+                 tmp_path / "model" / "model.safetensors", tmp_path / "model" / "model.json"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, oct(path.stat().st_mode)
 
 

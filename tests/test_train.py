@@ -310,6 +310,8 @@ def test_resumed_run_trains_on_what_the_uninterrupted_run_did(tiny_store, tmp_pa
 
     assert [s for s, _, _ in per_step(tmp_path / "cut")] == list(range(7))
     assert per_step(tmp_path / "cut") == per_step(tmp_path / "whole")
+    for run in ("whole", "cut"):  # one checkpoint, no last-v1.ckpt or logs/checkpoints beside it
+        assert [p.name for p in (tmp_path / run).rglob("*.ckpt")] == ["last.ckpt"]
 
     last = tmp_path / "whole" / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)

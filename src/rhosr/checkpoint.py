@@ -33,8 +33,10 @@ def save_model(folder: str | os.PathLike, model: SRResNet3D, meta: dict) -> None
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / f".{WEIGHTS}.part"
     save_file(state, str(tmp))
+    from rhosr.io import atomic_write, new_file_mode
+
+    os.chmod(tmp, new_file_mode())  # safetensors makes it 0600
     os.replace(tmp, folder / WEIGHTS)
-    from rhosr.io import atomic_write
 
     with atomic_write(folder / META) as fh:
         json.dump({"model": model.config.to_dict(), **meta}, fh, indent=2)

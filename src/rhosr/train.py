@@ -12,9 +12,13 @@ convolutional receptive radius of the model), and the prediction is not rescaled
 electron count of a crop is unknown). Validation always runs on whole boxes.
 
 A run folder holds: ``config.yaml`` (copied), ``checkpoints/last.ckpt`` (Lightning, for
-``--resume``: optimizer, scheduler, epoch), ``best/`` (weights in safetensors + JSON, the
-self-describing model that :func:`rhosr.checkpoint.load_model` reads), ``metrics.csv``,
-TensorBoard logs and ``learning_curve.png``.
+``--resume``: optimizer, scheduler, epoch and the position inside it), ``best/`` (weights in
+safetensors + JSON, the self-describing model that :func:`rhosr.checkpoint.load_model` reads),
+``metrics.csv``, TensorBoard logs and ``learning_curve.png``.
+
+A resumed run is the run it was: a config that changes it is refused (:data:`RESUME_SAFE_KEYS`
+lists what may change), and it goes on with the samples, rotations and learning rates of the
+uninterrupted run (:class:`ResumeDraws`, :class:`LastCheckpoint`, :mod:`rhosr.data`).
 """
 
 from __future__ import annotations
@@ -273,17 +277,36 @@ class ResumeDraws(L.Callback):
             self.loader.sampler.resume(epoch, done * self.loader.batch_size)
 
 
-class SaveAtMaxSteps(L.Callback):
-    """Write ``last.ckpt`` as the batch that reaches ``--max-steps`` ends: the same mid-epoch state
-    a SIGKILLed run resumes from. (Saved after ``fit`` returns instead, Lightning's state counts
-    the cut epoch as finished, and a resume would skip the rest of it.)"""
+class LastCheckpoint(L.Callback):
+    """Write ``last.ckpt`` (for ``--resume``) every ``every_n_steps`` optimizer steps and at the
+    step that reaches ``--max-steps``, as that batch ends: a state inside the epoch that a resume
+    continues exactly (:class:`ResumeDraws`), the state a SIGKILLed run resumes from. (Saved
+    after ``fit`` returns instead, Lightning's state counts the cut epoch as finished and a resume
+    skips the rest of it. Lightning's ``ModelCheckpoint``, beside a second writer of
+    ``last.ckpt``, writes ``last-v1.ckpt``.)"""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, every_n_steps: int):
         self.path = path
+        self.every_n_steps = every_n_steps
+        self.saved_step = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step:
-            trainer.save_checkpoint(str(self.path))
+        step = trainer.global_step  # counts optimizer steps: the same over accumulated batches
+        due = step % self.every_n_steps == 0 or 0 < trainer.max_steps <= step
+        if due and step != self.saved_step:
+            save_checkpoint(trainer, self.path)
+            self.saved_step = step
+
+
+def save_checkpoint(trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a name beside ``path``, then renamed to it, so ``path`` is
+    always a whole checkpoint. (Lightning writes in the system's temporary folder and moves the
+    file, which is a copy when that folder is on another file system: a run killed during the
+    copy would leave a broken ``last.ckpt``.)"""
+    part = path.with_name(f".{path.name}.part")
+    trainer.save_checkpoint(str(part))  # every rank calls it; the global-zero rank writes
+    if trainer.is_global_zero:
+        os.replace(part, path)
 
 
 def run_ids_file(split: str) -> str:
@@ -332,7 +355,7 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
           progress: bool = True) -> dict:
     """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``."""
     import yaml
-    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+    from lightning.pytorch.callbacks import Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from rhosr.best_model import BestModelExporter
@@ -377,15 +400,14 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
                           flush_logs_every_n_steps=config.log_every_n_steps),  # a killed run keeps its rows
                 TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
         callbacks=[
-            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
-                            every_n_train_steps=config.checkpoint_every_n_steps),
+            LastCheckpoint(last, config.checkpoint_every_n_steps),
             exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path),
                                           val_ids),
             Timer(),
             ResumeDraws(train_loader, config.limit_train_batches),
-            SaveAtMaxSteps(last),
         ],
         use_distributed_sampler=False,  # EpochSampler splits the data between ranks itself
+        enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint writes last.ckpt
     )
     # weights_only: the resume checkpoint holds tensors, numbers and strings only, so it is read
     # without unpickling code (and Lightning does not warn about it).
@@ -393,8 +415,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
                     weights_only=True)
-    if not 0 < max_steps <= trainer.global_step:  # else SaveAtMaxSteps wrote it
-        trainer.save_checkpoint(str(last))  # the final state, after the last epoch
+    if not 0 < max_steps <= trainer.global_step:  # else LastCheckpoint wrote it
+        save_checkpoint(trainer, last)  # the final state, after the last epoch
     if trainer.is_global_zero:
         from rhosr.render import plot_learning_curve
 
