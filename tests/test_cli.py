@@ -76,6 +76,17 @@ def test_unwritable_output_fails_before_any_work(argv, tmp_path, run_cli, water_
     assert "SCF" not in err + out and set(tmp_path.iterdir()) == before
 
 
+def test_store_export_checks_its_output_first(tiny_store, run_cli, tmp_path):
+    from rhosr.store import DatasetStore
+
+    entry_id = DatasetStore.open(tiny_store).entry_ids("train")[0]
+    (tmp_path / "y.cube").mkdir()
+    for output, message in ((tmp_path / "x.txt", "unknown output format"),
+                            (tmp_path / "y.cube", "is a folder"), ("/proc/x.cube", "cannot write in /proc")):
+        code, _, err = run_cli("store", "export", tiny_store, entry_id, "-o", output)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_follow_the_umask(umask, tmp_path, run_cli, water_xyz):
     """Outputs get 0o666 & ~umask (0644 or 0600), as any new file does, not the temporary file's 0600."""
