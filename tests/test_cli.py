@@ -1,5 +1,7 @@
 """The whole single-molecule path through the real CLI, in a temporary folder."""
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -33,14 +35,74 @@ def test_sad_dft_error_end_to_end(tmp_path, run_cli, water_xyz):
     (["dft", "{xyz}", "-o", "ref.cube", "--save-dm", "dm.txt", "--preset", "tiny"], "unknown output format"),
     (["scf", "{xyz}", "--guess", "minao", "--preset", "tiny", "--json", "afile/s.json"], "is not a folder"),
     (["onestep", "{xyz}", "--preset", "tiny", "--molden", "afile/o.molden"], "is not a folder"),
+    (["dft", "{xyz}", "-o", "ref.cube", "--json", "afolder", "--preset", "tiny"], "--json afolder: is a"),
+    (["scf", "{xyz}", "--guess", "minao", "--preset", "tiny", "--json", "afolder"], "is a folder"),
+    (["onestep", "{xyz}", "--sad", "--preset", "tiny", "--json", "afolder"], "is a folder"),
+    (["predict", "{xyz}", "-o", "name.txt"], "-o name.txt: unknown output format"),
+    (["predict", "{xyz}", "{xyz}", "-o", "afile"], "exists and is not a folder"),
+    (["train", "--store", "st", "--config", "tiny", "--out", "afile"], "--out afile: exists and is not"),
 ])
 def test_bad_output_path_fails_before_any_work(argv, message, tmp_path, run_cli, water_xyz, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("a file, not a folder")
+    (tmp_path / "afolder").mkdir()
     before = set(tmp_path.iterdir())
     code, out, err = run_cli(*[a.format(xyz=water_xyz) for a in argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert "SCF" not in err + out and set(tmp_path.iterdir()) == before  # nothing run, nothing written
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+@pytest.mark.parametrize("argv", [
+    ["dft", "{xyz}", "-o", "/proc/x.cube", "--preset", "tiny"],
+    ["dft", "{xyz}", "-o", "ref.cube", "--json", "/proc/x.json", "--preset", "tiny"],
+    ["dft", "{xyz}", "-o", "ref.cube", "--save-dm", "/proc/dm.npy", "--preset", "tiny"],
+    ["sad", "{xyz}", "-o", "/proc/x.cube"],
+    ["scf", "{xyz}", "--guess", "minao", "--preset", "tiny", "--json", "/proc/x.json"],
+    ["onestep", "{xyz}", "--sad", "--preset", "tiny", "--molden", "/proc/x.molden"],
+    ["predict", "{xyz}", "-o", "/proc/x.cube"],
+    ["predict", "{xyz}", "{xyz}", "-o", "/proc/preds"],
+    ["evaluate", "--cubes", ".", ".", "-o", "/proc/report"],
+    ["train", "--store", "st", "--config", "tiny", "--out", "/proc/run"],
+    ["label", "{xyz}", "--store", "/proc/store", "--workers", "0"],
+])
+def test_unwritable_output_fails_before_any_work(argv, tmp_path, run_cli, water_xyz, monkeypatch):
+    """A location that cannot be written (here /proc, which even root cannot write in) is a
+    one-line error before the SCF, the prediction or the training, not a traceback after it."""
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    code, out, err = run_cli(*[a.format(xyz=water_xyz) for a in argv])
+    assert code == 2 and "cannot write in /proc" in err and len(err.strip().splitlines()) == 1, err
+    assert "SCF" not in err + out and set(tmp_path.iterdir()) == before
+
+
+def test_store_export_checks_its_output_first(tiny_store, run_cli, tmp_path):
+    from rhosr.store import DatasetStore
+
+    entry_id = DatasetStore.open(tiny_store).entry_ids("train")[0]
+    (tmp_path / "y.cube").mkdir()
+    for output, message in ((tmp_path / "x.txt", "unknown output format"),
+                            (tmp_path / "y.cube", "is a folder"), ("/proc/x.cube", "cannot write in /proc")):
+        code, _, err = run_cli("store", "export", tiny_store, entry_id, "-o", output)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_follow_the_umask(umask, tmp_path, run_cli, water_xyz):
+    """Outputs get 0o666 & ~umask (0644 or 0600), as any new file does, not the temporary file's 0600."""
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+
+    old = os.umask(umask)
+    try:
+        assert run_cli("sad", water_xyz, "-o", tmp_path / "out" / "sad.cube")[0] == 0
+        assert run_cli("predict", water_xyz, "-o", tmp_path / "preds", "--format", "npy", "--quiet")[0] == 0
+        save_model(tmp_path / "model", build_model({"num_feat": 2, "num_block": 1}), {})  # a run's best/
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "out" / "sad.cube", tmp_path / "preds" / "water.npy",
+                 tmp_path / "model" / "model.safetensors", tmp_path / "model" / "model.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, oct(path.stat().st_mode)
 
 
 @pytest.mark.parametrize("argv, message", [

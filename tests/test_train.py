@@ -245,3 +245,94 @@ def test_training_module_resumes_weights_saved_before_the_composition():
     module.load_state_dict({f"model.{k}": v for k, v in old.state_dict().items()})
     for key, value in old.state_dict().items():
         assert torch.equal(module.model.trunk.state_dict()[key], value)
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its bytes (to show that nothing was written)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_a_changed_config_before_writing(tmp_path, run_cli, tiny_store):
+    """A different lr or model is refused with every changed key named, and config.yaml is kept."""
+    import yaml
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not read: the config check comes first")
+    (run / "logs").mkdir()
+    (run / "logs" / "metrics.csv").write_text("step,train_err\n0,9\n")
+    (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig.load("tiny").to_dict(), sort_keys=False))
+    before = _tree(run)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**TrainConfig.load("tiny").to_dict(), "lr": 0.01, "seed": 3,
+                                       "model": {**TINY_MODEL, "num_feat": 8}, "num_workers": 2}))
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", changed, "--out", run, "--resume")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "lr 0.003 -> 0.01" in err and "model.trunk.num_feat 4 -> 8" in err and "seed 0 -> 3" in err
+    assert "num_workers" not in err.split("only")[0]  # a safe key is not reported as a change
+    assert _tree(run) == before  # nothing moved or written
+
+
+def test_resume_config_changes_lists_only_unsafe_keys():
+    from rhosr.train import RESUME_SAFE_KEYS, resume_config_changes
+
+    old = TrainConfig.load("tiny").to_dict()
+    safe = {**old, **{k: 7 for k in RESUME_SAFE_KEYS}, "epochs": 2, "val_every_n_epochs": 1}
+    assert resume_config_changes(old, safe) == []
+    default_norm = {**TINY_MODEL, "norm": "instance"}
+    assert resume_config_changes(old, {**old, "model": default_norm}) == []
+    assert resume_config_changes(old, {**old, "betas": [0.9, 0.999], "precision": "bf16-mixed"}) == [
+        "betas [0.9, 0.99] -> [0.9, 0.999]", "precision '32-true' -> 'bf16-mixed'"]
+
+
+def _draws(cfg, tiny_store, epochs=3):
+    """The SAD tensors the training loader yields over ``epochs`` epochs (what the model sees)."""
+    from rhosr.train import make_loaders
+
+    loader, _ = make_loaders(str(tiny_store), cfg)
+    out = []
+    for epoch in range(epochs):
+        getattr(loader.sampler, "set_epoch", lambda e: None)(epoch)  # as Lightning does
+        out += [(batch["id"][0], batch["inputs"]) for batch in loader]
+    return out
+
+
+def test_seed_reaches_the_training_draws(tiny_store):
+    """Two seeds augment and shuffle differently; one seed draws the same whatever torch's global state."""
+    torch.manual_seed(1)
+    first = _draws(TrainConfig(model=TINY_MODEL, seed=0), tiny_store)
+    torch.manual_seed(2)  # the global generator plays no part
+    again = _draws(TrainConfig(model=TINY_MODEL, seed=0), tiny_store)
+    other = _draws(TrainConfig(model=TINY_MODEL, seed=1), tiny_store)
+    assert [i for i, _ in first] == [i for i, _ in again]
+    assert all(a.shape == b.shape and torch.equal(a, b) for (_, a), (_, b) in zip(first, again))
+    same = sum(i == j and a.shape == b.shape and torch.equal(a, b) for (i, a), (j, b) in zip(first, other))
+    assert same <= 1, f"{same} of {len(first)} samples drawn alike with seeds 0 and 1"
+
+
+@pytest.mark.slow
+def test_resumed_run_trains_on_what_the_uninterrupted_run_did(tiny_store, tmp_path):
+    """Stopped mid-epoch at step 3 and resumed (with a data worker, a safe change), the run has the
+    uninterrupted run's learning rates and losses at every step: same samples, same rotations."""
+    config = dict(model=TINY_MODEL, epochs=10, checkpoint_every_n_steps=2, log_every_n_steps=1)
+    train(str(tiny_store), TrainConfig(**config), tmp_path / "whole", max_steps=7, progress=False)
+    train(str(tiny_store), TrainConfig(**config), tmp_path / "cut", max_steps=3, progress=False)
+    train(str(tiny_store), TrainConfig(**config, num_workers=1), tmp_path / "cut", resume=True, max_steps=7,
+          progress=False)
+
+    def per_step(run):
+        rows = [r for r in _metrics(run) if r.get("train_err")]
+        return [(int(r["step"]), float(r["lr"]), float(r["train_err"])) for r in rows]
+
+    assert [s for s, _, _ in per_step(tmp_path / "cut")] == list(range(7))
+    assert per_step(tmp_path / "cut") == per_step(tmp_path / "whole")
+    for run in ("whole", "cut"):  # one checkpoint, no last-v1.ckpt or logs/checkpoints beside it
+        assert [p.name for p in (tmp_path / run).rglob("*.ckpt")] == ["last.ckpt"]
+
+    last = tmp_path / "whole" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["rhosr_world_size"] == 1
+    torch.save({**ckpt, "rhosr_world_size": 2}, last)  # as if trained with --devices 2
+    with pytest.raises(InputError, match="trained on 2 process"):
+        train(str(tiny_store), TrainConfig(**config), tmp_path / "whole", resume=True, max_steps=9,
+              progress=False)

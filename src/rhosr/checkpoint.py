@@ -104,7 +104,7 @@ def save_model(folder: str | os.PathLike, model: DensityModel, meta: dict) -> No
     as :class:`ModelDescription` first, so what is written can be read back."""
     from safetensors.torch import save_file
 
-    from rhosr.io import atomic_write
+    from rhosr.io import atomic_write, new_file_mode
 
     description = ModelDescription.from_dict({**meta, "model": model.config}, "model metadata")
     folder = Path(folder)
@@ -112,6 +112,7 @@ def save_model(folder: str | os.PathLike, model: DensityModel, meta: dict) -> No
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / f".{WEIGHTS}.part"
     save_file(state, str(tmp))
+    os.chmod(tmp, new_file_mode())  # safetensors makes it 0600
     os.replace(tmp, folder / WEIGHTS)
     with atomic_write(folder / META) as fh:
         json.dump(description.to_dict(), fh, indent=2)

@@ -4,6 +4,12 @@ Arrays are ``(C, X, Y, Z)`` per sample; densities in e/Bohr^3. The inputs are bu
 model's own input builders (:mod:`rhosr.inputs`): stored arrays where the store has them, the
 rest computed from the entry's atoms when read. The 24 grid rotations used for augmentation
 live in :mod:`rhosr.grid` (re-exported here).
+
+Random draws. Every random choice for a sample (its rotation, its crop) comes from a generator
+seeded by ``(seed, epoch, index)``, and the order of each epoch from ``seed + epoch``
+(:class:`EpochSampler`). So the draws are a function of the run's seed and of where training
+stands, not of a generator's history: they do not depend on the number of data-loader workers,
+and a resumed run draws exactly what the uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ class DensityDataset(torch.utils.data.Dataset):
     ``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) float64 scalars, ``id``.
     ``model`` is the :class:`rhosr.model.ModelConfig` whose inputs are built (default: the
     ``input_name`` SAD alone). ``augment`` applies one of the 24 rotations at random; ``crop``
-    (coarse points per axis) takes a random periodic crop instead of the whole box. Test
-    entries are refused: training code can never see them.
+    (coarse points per axis) takes a random periodic crop instead of the whole box. The item's
+    key is ``index`` or ``(index, epoch)`` (what :class:`EpochSampler` yields; a plain index is
+    epoch 0), and its draws come from :meth:`draws`. Test entries are refused: training code
+    can never see them.
     """
 
     def __init__(self, store_path: str, split: str, augment: bool = False, crop: int | None = None,
@@ -51,7 +59,7 @@ class DensityDataset(torch.utils.data.Dataset):
         self.crop = crop
         self.model = model_config({} if model is None else model, input_name)
         self.builders = self.model.builders
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self._computed: dict[str, tuple] = {}  # entry id -> (inputs, fine) computed from atoms
         self._computed_bytes = 0
 
@@ -69,7 +77,7 @@ class DensityDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _read(self, entry_id: str, meta: dict, grid: Grid):
+    def _read(self, entry_id: str, meta: dict, grid: Grid, rng: np.random.Generator):
         """(inputs, fine or None, label) as float32 numpy arrays, whole box or one crop."""
         from rhosr.inputs import entry_inputs, entry_molecule
 
@@ -78,7 +86,7 @@ class DensityDataset(torch.utils.data.Dataset):
                       and set(stored) <= set(self.store.array_names(entry_id)))
         start = size = None
         if self.crop:
-            start = tuple(int(self.rng.integers(n)) for n in grid.coarse_mesh)
+            start = tuple(int(rng.integers(n)) for n in grid.coarse_mesh)
             size = tuple(min(self.crop, n) for n in grid.coarse_mesh)
             if all_stored:  # the store reads only the chunks the crop touches
                 crops = self.store.read_crops(entry_id, start, size, (*stored, "label"))
@@ -100,16 +108,23 @@ class DensityDataset(torch.utils.data.Dataset):
             fine = None if fine is None else periodic_crop(fine, start, size, up)
         return inputs, fine, label
 
-    def __getitem__(self, index: int) -> dict:
+    def draws(self, index: int, epoch: int) -> np.random.Generator:
+        """The generator of sample ``index``'s random choices in ``epoch``: seeded by
+        ``(seed, epoch, index)``, so the same in every worker, process and resumed run."""
+        return np.random.default_rng((self.seed, epoch, index))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = self.draws(index, epoch)
         entry_id = self.ids[index]
         meta = self.store.entry_meta(entry_id)
         grid = Grid.from_dict(meta["grid"])
-        inputs, fine, label = self._read(entry_id, meta, grid)
+        inputs, fine, label = self._read(entry_id, meta, grid, rng)
         inputs = torch.as_tensor(np.ascontiguousarray(inputs, dtype=np.float32))
         label = torch.as_tensor(np.ascontiguousarray(label, dtype=np.float32))[None]
         fine = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32))[None]
         if self.augment:
-            perm, signs = ROTATIONS[int(self.rng.integers(len(ROTATIONS)))]
+            perm, signs = ROTATIONS[int(rng.integers(len(ROTATIONS)))]
             inputs, label = rotate_grid(inputs, perm, signs), rotate_grid(label, perm, signs)
             fine = None if fine is None else rotate_grid(fine, perm, signs)
         item = {"inputs": inputs.contiguous(), "label": label.contiguous(), "id": entry_id,
@@ -118,3 +133,55 @@ class DensityDataset(torch.utils.data.Dataset):
         if fine is not None:
             item["fine"] = fine.contiguous()
         return item
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Keys ``(index, epoch)`` of a :class:`DensityDataset`, in an order fixed by ``seed + epoch``.
+
+    ``shuffle``: a permutation drawn from ``torch.Generator().manual_seed(seed + epoch)`` (the
+    order ``torch.utils.data.DistributedSampler`` gives), else the dataset order. Under
+    ``torch.distributed`` each rank takes every ``world_size``-th key, the list padded with its
+    head to a multiple of the ranks (as ``DistributedSampler`` does), so Lightning must not add
+    its own sampler (``Trainer(use_distributed_sampler=False)``). Lightning calls
+    :meth:`set_epoch` at each epoch's start; :meth:`resume` starts a resumed run inside the
+    epoch where its checkpoint was taken.
+    """
+
+    def __init__(self, dataset: DensityDataset, shuffle: bool = True, seed: int = 0):
+        self.n = len(dataset)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Make the next iteration ``epoch``'s, without its first ``done`` keys of this rank
+        (the samples the checkpointed run had already trained on)."""
+        self.epoch, self.skip = int(epoch), int(done)
+
+    @staticmethod
+    def _rank_and_size() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return -(-self.n // self._rank_and_size()[1])
+
+    def __iter__(self):
+        rank, size = self._rank_and_size()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = list(range(self.n))
+        total = -(-self.n // size) * size
+        order = (order * (total // max(1, len(order)) + 1))[:total]  # padded with its head
+        mine = order[rank:total:size][self.skip:]
+        self.skip = 0
+        return iter([(index, self.epoch) for index in mine])

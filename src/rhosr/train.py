@@ -12,9 +12,13 @@ convolutional receptive radius of the model), and the prediction is not rescaled
 electron count of a crop is unknown). Validation always runs on whole boxes.
 
 A run folder holds: ``config.yaml`` (copied), ``checkpoints/last.ckpt`` (Lightning, for
-``--resume``: optimizer, scheduler, epoch), ``best/`` (weights in safetensors + JSON, the
-self-describing model that :func:`rhosr.checkpoint.load_model` reads), ``metrics.csv``,
-TensorBoard logs and ``learning_curve.png``.
+``--resume``: optimizer, scheduler, epoch and the position inside it), ``best/`` (weights in
+safetensors + JSON, the self-describing model that :func:`rhosr.checkpoint.load_model` reads),
+``metrics.csv``, TensorBoard logs and ``learning_curve.png``.
+
+A resumed run is the run it was: a config that changes it is refused (:data:`RESUME_SAFE_KEYS`
+lists what may change), and it goes on with the samples, rotations and learning rates of the
+uninterrupted run (:class:`ResumeDraws`, :class:`LastCheckpoint`, :mod:`rhosr.data`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +117,69 @@ class TrainConfig:
         return self.crop_halo if self.crop_halo is not None else self.model_config.halo
 
 
+RESUME_SAFE_KEYS = {
+    "num_workers": "data-loader processes: every random draw is a function of (seed, epoch, "
+                   "sample), not of the process that makes it (rhosr.data)",
+    "checkpoint_every_n_steps": "how often last.ckpt is written",
+    "log_every_n_steps": "how often metrics are logged",
+    "val_every_n_epochs": "how often the model is validated; validation draws nothing and does "
+                          "not change the weights (it must still divide epochs)",
+}
+"""The training-config keys that ``--resume`` may change, and why each is safe: they decide how
+often things are written, checked or loaded, never what is trained. Every other key changes the
+run itself and is refused: the model, optimizer and schedule (``lr``, ``betas``, ``epochs``,
+``warmup_*``: the checkpoint's optimizer and learning-rate schedule would go on with the old
+values while the new ones were recorded), what one step trains on (``batch_size``,
+``accumulate_grad_batches``, ``crop``, ``crop_halo``, ``augment``, ``input``,
+``limit_train_batches``), the random draws (``seed``), what "best" is measured on
+(``limit_val_batches``), the arithmetic (``precision``) and ``compile`` (a compiled model's weights
+carry other names in the checkpoint)."""
+
+
+def resume_config_changes(old: dict, new: dict) -> list[str]:
+    """``key old -> new`` for every key of the training config ``new`` that differs from the
+    run's ``old`` one, other than :data:`RESUME_SAFE_KEYS`; keys inside the model description
+    are dotted (``model.trunk.num_feat``), after filling in the model's defaults."""
+    defaults = TrainConfig().to_dict()
+    old, new = {**defaults, **old}, {**defaults, **new}
+    flat_old, flat_new = ({**_flatten({k: v for k, v in d.items() if k != "model"}),
+                           **_flatten(ModelConfig.from_dict(d["model"]).to_dict(), "model.")}
+                          for d in (old, new))
+    return [f"{key} {flat_old.get(key)!r} -> {flat_new.get(key)!r}"
+            for key in sorted(set(flat_old) | set(flat_new))
+            if key not in RESUME_SAFE_KEYS and flat_old.get(key) != flat_new.get(key)]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dicts as one level of dotted keys; tuples as lists (YAML reads lists)."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume the run in ``run_dir`` with a config that changes the run (before anything
+    is written). The run's config is its ``config.yaml``, else the one in its last checkpoint."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+    else:
+        ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        old = ckpt.get("hyper_parameters", {}).get("config", {})
+    changes = resume_config_changes(old, config.to_dict())
+    if changes:
+        raise InputError(
+            f"{run_dir}: --resume with a config that differs from the run's: {', '.join(changes)}. "
+            f"A resumed run keeps its config (only {', '.join(RESUME_SAFE_KEYS)} may change); "
+            f"to train with new values start a new run from this one (--init {run_dir / 'best'})")
+
+
 def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Tensor,
                  n_electrons: torch.Tensor, core: int = 0) -> torch.Tensor:
     """Mean over the batch of ``integral |pred - label| / N_e`` (a fraction; x100 = Err_rho %).
@@ -162,9 +230,17 @@ class DensityModule(L.LightningModule):
         err = 100 * density_loss(pred, batch["label"], batch["voxel_volume"], batch["n_electrons"])
         self.log("val_err", err, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=1)
 
+    def scheduled_steps(self) -> int:
+        """Optimizer steps in ``epochs`` epochs: the length of the cosine schedule. Not Lightning's
+        ``estimated_stepping_batches``, which is ``--max-steps`` when that is smaller: a run
+        stopped early and resumed would change its learning rates at the resume."""
+        self.trainer.estimated_stepping_batches  # noqa: B018 (sets up the train loader, counts its batches)
+        per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        return max(1, per_epoch * self.cfg.epochs)
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.scheduled_steps()
         warmup = max(1, total // max(1, self.cfg.epochs)) * self.cfg.warmup_epochs
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: lr_factor(step, warmup, total, self.cfg.warmup_factor))
@@ -174,11 +250,11 @@ class DensityModule(L.LightningModule):
 def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = None,
                  train_ids: list[str] | None = None):
     """Loaders over the store's train and validation entries (or ``train_ids``, ``val_ids``)."""
-    from rhosr.data import DensityDataset
+    from rhosr.data import DensityDataset, EpochSampler
 
     model = cfg.model_config
-    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, ids=train_ids,
-                           model=model)
+    train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, seed=cfg.seed,
+                           ids=train_ids, model=model)
     val = DensityDataset(store_path, "validation", ids=val_ids, model=model)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
@@ -188,8 +264,69 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
                          "use a larger crop or set crop_halo")
     kwargs = {"num_workers": cfg.num_workers, "persistent_workers": cfg.num_workers > 0}
     batch = cfg.batch_size if cfg.crop else 1  # whole boxes differ in size
-    return (torch.utils.data.DataLoader(train, batch_size=batch, shuffle=True, **kwargs),
-            torch.utils.data.DataLoader(val, batch_size=1, shuffle=False, **kwargs))
+    return (torch.utils.data.DataLoader(train, batch_size=batch, sampler=EpochSampler(train, True, cfg.seed),
+                                        **kwargs),
+            torch.utils.data.DataLoader(val, batch_size=1, sampler=EpochSampler(val, False), **kwargs))
+
+
+class ResumeDraws(L.Callback):
+    """On ``--resume``, start the training sampler where the checkpoint left off: in its epoch,
+    past the batches of that epoch already trained on (Lightning would replay the epoch from its
+    first batch, with other samples and rotations than the uninterrupted run). A resume on another
+    number of processes (``--devices`` x ``--num-nodes``) is refused: each process takes its share
+    of every epoch, so the steps per epoch, the learning-rate schedule and the draws would change."""
+
+    def __init__(self, loader, limit_batches: int | None = None):
+        self.loader = loader
+        self.limit_batches = limit_batches
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["rhosr_world_size"] = trainer.world_size
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        saved = checkpoint.get("rhosr_world_size", trainer.world_size)  # unknown before it was saved
+        if saved != trainer.world_size:
+            raise InputError(f"this run trained on {saved} process(es) (--devices x --num-nodes); "
+                             f"resume it on {saved}, not {trainer.world_size}")
+        loop = checkpoint["loops"]["fit_loop"]
+        epoch = loop["epoch_progress"]["current"]["processed"]
+        done = loop["epoch_loop.batch_progress"]["current"]["ready"]  # batches trained this epoch
+        per_epoch = len(self.loader) if self.limit_batches is None else min(len(self.loader),
+                                                                            self.limit_batches)
+        if 0 < done < per_epoch:  # at an epoch's end Lightning goes on with the next epoch itself
+            self.loader.sampler.resume(epoch, done * self.loader.batch_size)
+
+
+class LastCheckpoint(L.Callback):
+    """Write ``last.ckpt`` (for ``--resume``) every ``every_n_steps`` optimizer steps and at the
+    step that reaches ``--max-steps``, as that batch ends: a state inside the epoch that a resume
+    continues exactly (:class:`ResumeDraws`), the state a SIGKILLed run resumes from. (Saved
+    after ``fit`` returns instead, Lightning's state counts the cut epoch as finished and a resume
+    skips the rest of it. Lightning's ``ModelCheckpoint``, beside a second writer of
+    ``last.ckpt``, writes ``last-v1.ckpt``.)"""
+
+    def __init__(self, path: Path, every_n_steps: int):
+        self.path = path
+        self.every_n_steps = every_n_steps
+        self.saved_step = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step  # counts optimizer steps: the same over accumulated batches
+        due = step % self.every_n_steps == 0 or 0 < trainer.max_steps <= step
+        if due and step != self.saved_step:
+            save_checkpoint(trainer, self.path)
+            self.saved_step = step
+
+
+def save_checkpoint(trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a name beside ``path``, then renamed to it, so ``path`` is
+    always a whole checkpoint. (Lightning writes in the system's temporary folder and moves the
+    file, which is a copy when that folder is on another file system: a run killed during the
+    copy would leave a broken ``last.ckpt``.)"""
+    part = path.with_name(f".{path.name}.part")
+    trainer.save_checkpoint(str(part))  # every rank calls it; the global-zero rank writes
+    if trainer.is_global_zero:
+        os.replace(part, path)
 
 
 def run_ids_file(split: str) -> str:
@@ -238,12 +375,12 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
           progress: bool = True) -> dict:
     """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``."""
     import yaml
-    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+    from lightning.pytorch.callbacks import Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from rhosr.best_model import BestModelExporter
     from rhosr.checkpoint import load_weights_into
-    from rhosr.io import atomic_write
+    from rhosr.io import atomic_write, prepare_output_folder
     from rhosr.run_metrics import keep_metrics_history
     from rhosr.store import DatasetStore
 
@@ -255,7 +392,9 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
     if not resume and last.exists():
         raise InputError(f"{run_dir}: already holds a run; pass --resume or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        check_resume_config(run_dir, config)
+    prepare_output_folder(run_dir, "--out")
     if resume:
         keep_metrics_history(run_dir / "logs")
     with atomic_write(run_dir / "config.yaml") as fh:
@@ -283,18 +422,23 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
                           flush_logs_every_n_steps=config.log_every_n_steps),  # a killed run keeps its rows
                 TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
         callbacks=[
-            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_top_k=0, save_last=True,
-                            every_n_train_steps=config.checkpoint_every_n_steps),
+            LastCheckpoint(last, config.checkpoint_every_n_steps),
             exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path),
                                           val_ids),
             Timer(),
+            ResumeDraws(train_loader, config.limit_train_batches),
         ],
+        use_distributed_sampler=False,  # EpochSampler splits the data between ranks itself
+        enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint writes last.ckpt
     )
     # weights_only: the resume checkpoint holds tensors, numbers and strings only, so it is read
     # without unpickling code (and Lightning does not warn about it).
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
-                weights_only=True)
-    trainer.save_checkpoint(str(last))  # the final state, whatever step training stopped at
+    with warnings.catch_warnings():  # ResumeDraws resumes inside the epoch, which Lightning cannot
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
+                    weights_only=True)
+    if not 0 < max_steps <= trainer.global_step:  # else LastCheckpoint wrote it
+        save_checkpoint(trainer, last)  # the final state, after the last epoch
     if trainer.is_global_zero:
         from rhosr.render import plot_learning_curve
 

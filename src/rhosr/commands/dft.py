@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
-    prepare_output(args.output, FORMATS)
-    prepare_output(args.json_path)
-    prepare_output(args.save_dm, (".npy",))
+    prepare_output(args.output, FORMATS, "-o")
+    prepare_output(args.json_path, flag="--json")
+    prepare_output(args.save_dm, (".npy",), "--save-dm")
     if args.smearing is not None and not args.smearing > 0:
         raise InputError(f"--smearing must be a positive width in Hartree, got {args.smearing:g}")
     preset = get_preset(args.preset).with_options(smearing=args.smearing)

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import Reporter
     from rhosr.config import get_preset
     from rhosr.errors import InputError
+    from rhosr.io import prepare_output_folder
     from rhosr.labelling import LabelSettings, pending, run_labelling
     from rhosr.sources import read_source
     from rhosr.store import DatasetStore
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise InputError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     preset = get_preset(args.preset)
+    prepare_output_folder(args.store, "--store")  # before reading a source or starting workers
     items = read_source(args.source, args.split, args.charge, args.spin, args.limit)
     split_name = "qm9-seeded-v1" if args.source.startswith("qm9") else "user"
     store = DatasetStore.create(args.store, preset.to_dict(), args.upscale, args.margin, split_name,

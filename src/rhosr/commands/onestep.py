@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
-    prepare_output(args.json)
-    prepare_output(args.molden)
+    prepare_output(args.json, flag="--json")
+    prepare_output(args.molden, flag="--molden")
     if mol.spin:
         raise InputError("one-step DFT needs a closed shell (--spin 0)")
     placed, grid, rho, source = density_for(args, mol, report)
@@ -129,8 +129,11 @@ def write_molden(path, cell, result) -> None:
 
     from pyscf.tools import molden
 
+    from rhosr.io import new_file_mode
+
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".molden.")
+    os.fchmod(fd, new_file_mode())  # the user's umask, not mkstemp's 0600
     os.close(fd)
     try:
         molden.from_mo(cell, tmp, result.mo_coeff, ene=result.mo_energy, occ=result.mo_occ)

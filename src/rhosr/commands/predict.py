@@ -89,9 +89,12 @@ def _targets(args, names: list[str]) -> list[Path]:
     if out.suffix.lower() in FORMATS:
         if len(names) > 1:
             raise InputError(f"-o {out}: {len(names)} molecules need an output folder, not a file")
-        prepare_output(out)
+        prepare_output(out, flag="-o")
         return [out]
-    prepare_output_folder(out)
+    if out.suffix and not out.is_dir():  # x.txt: a file name in an unknown format, not a folder
+        raise InputError(f"-o {out}: unknown output format; name a file x{' or x'.join(FORMATS)} "
+                         "(one molecule) or a folder (a new folder's name has no suffix)")
+    prepare_output_folder(out, "-o")
     stems, seen = [], {}
     for name in names:  # two molecules with the same name get distinct files
         seen[name] = seen.get(name, 0) + 1

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = Reporter()
     mol = read_molecule_from_args(args)
-    prepare_output(args.output, FORMATS)
+    prepare_output(args.output, FORMATS, "-o")
     placed, grid = place_in_box(mol, args.upscale, args.margin)
     report(f"{mol.name}: {len(mol.atoms)} atoms, {mol.n_valence} valence electrons, box "
            f"{' x '.join(f'{v:.3f}' for v in grid.lengths_angstrom)} Angstrom, "

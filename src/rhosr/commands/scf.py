@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = Reporter(args.quiet)
     mol = read_molecule_from_args(args)
-    prepare_output(args.json)
+    prepare_output(args.json, flag="--json")
     out = run_scf(mol, args.guess, args.preset, args.model, args.margin, log=report)
     print(
         f"{mol.name}: guess {args.guess}: {out['cycles']} cycles, SCF {out['scf_seconds']:.1f} s"

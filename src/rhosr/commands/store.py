@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(store, args) -> int:
     from rhosr.errors import InputError
-    from rhosr.io import write_density
+    from rhosr.io import FORMATS, prepare_output, write_density
     from rhosr.store import entry_atoms
 
+    prepare_output(args.output, FORMATS, "-o")
     entry = store.read_entry(args.id, arrays=(args.what,))
     rho = getattr(entry, args.what)
     if rho is None:

@@ -12,7 +12,9 @@ Train the 3D super-resolution ResNet on a store's train entries, validating on i
 entries (test entries are never read). CONFIG is a YAML file or the name of a shipped config:
 {SHIPPED_CONFIGS}.
 The run folder gets config.yaml, checkpoints/last.ckpt
-(--resume continues from it: optimizer, scheduler and epoch restored), best/ (the model with
+(--resume continues from it: optimizer, scheduler, epoch and the samples it had reached; a config
+that changes the run is refused, only num_workers and the checkpoint, logging and validation
+intervals may differ), best/ (the model with
 the lowest validation Err_rho: model.safetensors + model.json), metrics.csv, TensorBoard logs
 and learning_curve.png. --init starts from a trained model (fine-tuning: the same recipe), e.g.
 the shipped one on your own store: --init qm9-small --config qm9_small_restart.
