@@ -199,10 +199,8 @@ def _array_layout(array_path: Path, entry_id: str | None = None) -> tuple[tuple[
 
 def _check_chunk(folder: Path, name: str, key: str, size: int | None) -> None:
     try:
-        actual = os.stat(folder / name / key).st_size
-    except FileNotFoundError:
-        raise damaged(folder.name, f"{name} chunk {key} is missing") from None
-    except NotADirectoryError:
+        actual = os.stat(f"{folder}/{name}/{key}").st_size  # not pathlib: 2x faster, ~130 per entry
+    except (FileNotFoundError, NotADirectoryError):
         raise damaged(folder.name, f"{name} chunk {key} is missing") from None
     if size is not None and actual != size:
         raise damaged(folder.name, f"{name} chunk {key} has {actual} bytes, not {size} (truncated?)")
