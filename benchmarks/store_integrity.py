@@ -138,7 +138,7 @@ def main() -> None:
         electrons = []
         for i in ids:
             attrs, label = store.entry_meta(i), store.read_entry(i, ("label",)).label
-            electrons.append(median_ms(r, check_electrons, i, "label", label, attrs, "fine"))
+            electrons.append(median_ms(r, check_electrons, store.entry_dir(i), "label", label, attrs, "fine"))
         rows["read's own checks: label electron count"] = electrons
     lines = [
         "# Store integrity checks: cost",

@@ -64,10 +64,11 @@ class DamagedEntryError(InputError):
         self.entry_id, self.reason = entry_id, reason
 
 
-def damaged(entry_id: str, reason: str) -> DamagedEntryError:
-    return DamagedEntryError(f"entry {entry_id} is damaged: {reason} (`rhosr store verify STORE "
-                             f"--repair` moves it aside, `rhosr label` then relabels it)",
-                             entry_id, reason)
+def damaged(folder: Path, reason: str) -> DamagedEntryError:
+    """The error for the entry in ``folder`` (``STORE/entries/ID``), with what to do about it."""
+    return DamagedEntryError(f"entry {folder.name} is damaged: {reason} (`rhosr store verify "
+                             f"{folder.parent.parent} --repair` moves it aside, `rhosr label` then "
+                             "relabels it)", folder.name, reason)
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -94,24 +95,24 @@ def read_entry_attrs(folder: Path) -> dict:
     """An entry's attributes; raises :class:`DamagedEntryError` when they cannot be trusted."""
     entry_id = folder.name
     if not folder.is_dir():
-        raise damaged(entry_id, "a stray file in entries/, not an entry folder")
+        raise damaged(folder, "a stray file in entries/, not an entry folder")
     try:
         text = (folder / "zarr.json").read_text()
     except FileNotFoundError:
-        raise damaged(entry_id, "no zarr.json (its metadata is missing)") from None
+        raise damaged(folder, "no zarr.json (its metadata is missing)") from None
     except OSError as exc:
-        raise damaged(entry_id, f"zarr.json cannot be read ({exc.strerror})") from None
+        raise damaged(folder, f"zarr.json cannot be read ({exc.strerror})") from None
     try:
         attrs = json.loads(text)["attributes"]
     except (ValueError, KeyError, TypeError):
-        raise damaged(entry_id, "zarr.json is not valid entry metadata (half-written?)") from None
+        raise damaged(folder, "zarr.json is not valid entry metadata (half-written?)") from None
     if not isinstance(attrs, dict) or attrs.get("complete") is not True:
-        raise damaged(entry_id, "zarr.json is not marked complete")
+        raise damaged(folder, "zarr.json is not marked complete")
     if attrs.get("id") != entry_id:
-        raise damaged(entry_id, f"zarr.json belongs to entry {attrs.get('id')!r}")
+        raise damaged(folder, f"zarr.json belongs to entry {attrs.get('id')!r}")
     for key in ("grid", "n_electrons", "split"):
         if key not in attrs:
-            raise damaged(entry_id, f"zarr.json has no {key!r}")
+            raise damaged(folder, f"zarr.json has no {key!r}")
     return attrs
 
 
@@ -138,7 +139,7 @@ def check_chunks(folder: Path, attrs: dict, name: str, index: tuple[np.ndarray, 
     """Before a read: the chunk files of array ``name`` that cover ``index`` (per-axis integer
     indices; None: the whole array) are present and of their recorded size."""
     record = (attrs.get(INTEGRITY_KEY) or {}).get(name)
-    shape, chunks = _array_layout(folder / name, folder.name)
+    shape, chunks = _array_layout(folder / name)
     keys = chunk_keys(shape, chunks)
     if index is None:
         wanted = range(len(keys))
@@ -151,14 +152,14 @@ def check_chunks(folder: Path, attrs: dict, name: str, index: tuple[np.ndarray, 
         _check_chunk(folder, name, keys[k], sizes[k] if sizes else None)
 
 
-def check_electrons(entry_id: str, name: str, values: np.ndarray, attrs: dict, which: str) -> None:
+def check_electrons(folder: Path, name: str, values: np.ndarray, attrs: dict, which: str) -> None:
     """A whole density read from an entry integrates to its ``n_electrons``."""
     from rhosr.grid import Grid
 
     n_e = float(attrs["n_electrons"])
     total = float(np.sum(values, dtype=np.float64)) * Grid.from_dict(attrs["grid"]).voxel_volume(which)
     if not math.isfinite(total) or abs(total - n_e) > ELECTRON_RTOL * max(n_e, 1.0):
-        raise damaged(entry_id, f"{name} integrates to {total:.4g} electrons, not {n_e:g}")
+        raise damaged(folder, f"{name} integrates to {total:.4g} electrons, not {n_e:g}")
 
 
 def chunk_keys(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[str]:
@@ -180,20 +181,20 @@ def expected_shape(attrs: dict, name: str) -> tuple[int, ...] | None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _array_layout(array_path: Path, entry_id: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(shape, chunk shape) from an array's ``zarr.json``."""
-    entry_id = entry_id or array_path.parent.name
+def _array_layout(array_path: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shape, chunk shape) from an array's ``zarr.json`` (``STORE/entries/ID/NAME``)."""
+    folder = array_path.parent
     try:
         meta = json.loads((array_path / "zarr.json").read_text())
         shape = tuple(int(n) for n in meta["shape"])
         chunks = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
         encoding = meta.get("chunk_key_encoding", {})
     except FileNotFoundError:
-        raise damaged(entry_id, f"array {array_path.name} is missing") from None
+        raise damaged(folder, f"array {array_path.name} is missing") from None
     except (OSError, ValueError, KeyError, TypeError):
-        raise damaged(entry_id, f"array {array_path.name}: zarr.json is not valid (half-written?)") from None
+        raise damaged(folder, f"array {array_path.name}: zarr.json is not valid (half-written?)") from None
     if encoding.get("name") != "default" or encoding.get("configuration", {}).get("separator", "/") != "/":
-        raise damaged(entry_id, f"array {array_path.name}: unexpected chunk key encoding {encoding}")
+        raise damaged(folder, f"array {array_path.name}: unexpected chunk key encoding {encoding}")
     return shape, chunks
 
 
@@ -201,24 +202,24 @@ def _check_chunk(folder: Path, name: str, key: str, size: int | None) -> None:
     try:
         actual = os.stat(f"{folder}/{name}/{key}").st_size  # not pathlib: 2x faster, ~130 per entry
     except (FileNotFoundError, NotADirectoryError):
-        raise damaged(folder.name, f"{name} chunk {key} is missing") from None
+        raise damaged(folder, f"{name} chunk {key} is missing") from None
     if size is not None and actual != size:
-        raise damaged(folder.name, f"{name} chunk {key} has {actual} bytes, not {size} (truncated?)")
+        raise damaged(folder, f"{name} chunk {key} has {actual} bytes, not {size} (truncated?)")
     if size is None and actual == 0:
-        raise damaged(folder.name, f"{name} chunk {key} is empty")
+        raise damaged(folder, f"{name} chunk {key} is empty")
 
 
 def _check_array(folder: Path, attrs: dict, name: str, record: dict | None) -> tuple[int, ...]:
     """Metadata, shape and chunk files of one array; returns its shape."""
-    shape, chunks = _array_layout(folder / name, folder.name)
+    shape, chunks = _array_layout(folder / name)
     want = expected_shape(attrs, name)
     if want is not None and shape != want:
-        raise damaged(folder.name, f"{name} has shape {shape}, the entry's grid needs {want}")
+        raise damaged(folder, f"{name} has shape {shape}, the entry's grid needs {want}")
     if name == "dm" and (len(shape) != 2 or shape[0] != shape[1]):
-        raise damaged(folder.name, f"dm has shape {shape}, not a square matrix")
+        raise damaged(folder, f"dm has shape {shape}, not a square matrix")
     keys = chunk_keys(shape, chunks)
     if record is not None and len(record.get("chunk_bytes", ())) != len(keys):
-        raise damaged(folder.name, f"{name}: {len(keys)} chunks, the record lists "
+        raise damaged(folder, f"{name}: {len(keys)} chunks, the record lists "
                                    f"{len(record.get('chunk_bytes', ()))}")
     for k, key in enumerate(keys):
         _check_chunk(folder, name, key, record["chunk_bytes"][k] if record else None)
@@ -231,11 +232,11 @@ def _check_values(folder: Path, attrs: dict, name: str, shape: tuple[int, ...], 
     try:
         values = zarr.open_array(str(folder / name), mode="r", zarr_format=3)[...]
     except Exception as exc:  # a zstd or codec error: the bytes on disk are not what was written
-        raise damaged(folder.name, f"{name} cannot be decoded ({type(exc).__name__}: "
+        raise damaged(folder, f"{name} cannot be decoded ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if record is not None and checksum(values) != int(record["crc32"]):
-        raise damaged(folder.name, f"{name} values differ from those written (CRC-32)")
+        raise damaged(folder, f"{name} values differ from those written (CRC-32)")
     if not np.all(np.isfinite(values)):
-        raise damaged(folder.name, f"{name} holds NaN or infinite values")
+        raise damaged(folder, f"{name} holds NaN or infinite values")
     if name in ("sad", "label"):
-        check_electrons(folder.name, name, values, attrs, "fine" if name == "label" else "coarse")
+        check_electrons(folder, name, values, attrs, "fine" if name == "label" else "coarse")

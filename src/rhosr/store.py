@@ -310,9 +310,9 @@ class DatasetStore:
             if name not in required and not (folder / name).exists():
                 continue  # an array this entry never had (sad_atrocious of a plain store)
             check_chunks(folder, attrs, name)
-            values = _read(folder, name, entry_id, ...)
+            values = _read(folder, name, ...)
             if name == "label":
-                check_electrons(entry_id, name, values, attrs, "fine")
+                check_electrons(folder, name, values, attrs, "fine")
             setattr(out, name, np.asarray(values, dtype=np.float64))
         return out
 
@@ -329,7 +329,7 @@ class DatasetStore:
         fi = tuple((up * s + np.arange(up * n)) % (up * m) for s, n, m in zip(start, size, coarse_mesh))
         check_chunks(folder, attrs, sad_name, ci)
         check_chunks(folder, attrs, "label", fi)
-        return _read(folder, sad_name, entry_id, ci), _read(folder, "label", entry_id, fi)
+        return _read(folder, sad_name, ci), _read(folder, "label", fi)
 
     def info(self) -> dict:
         """Counts per split, failures, damaged entries (quick check: metadata and chunk files,
@@ -429,7 +429,7 @@ def _create_atomically(path: Path, meta: dict) -> bool:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read(folder: Path, name: str, entry_id: str, index) -> np.ndarray:
+def _read(folder: Path, name: str, index) -> np.ndarray:
     """Values of array ``name``: ``...`` (all) or per-axis integer indices (orthogonal)."""
     import zarr
 
@@ -438,4 +438,4 @@ def _read(folder: Path, name: str, entry_id: str, index) -> np.ndarray:
         return array[...] if index is ... else array.oindex[index]
     except (RuntimeError, ValueError, OSError, KeyError, IndexError) as exc:  # zstd, codecs, metadata
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise damaged(entry_id, f"{name} cannot be read ({text})") from None
+        raise damaged(folder, f"{name} cannot be read ({text})") from None

@@ -74,7 +74,7 @@ def _verify(store, args) -> int:
     import time
 
     t0 = time.perf_counter()
-    n_entries = len(store.entry_ids())
+    n_entries = sum(map(len, store.scan()))  # folders and stray files in entries/
     bad = store.verify(repair=args.repair, progress=not args.json)
     seconds = time.perf_counter() - t0
     remaining = {i: r for i, r in bad.items() if store.entry_dir(i).exists()}
