@@ -126,8 +126,11 @@ class DatasetStore:
         store = cls.open(path)  # it existed, or another run created it first
         for key in ("preset", "upscale", "margin_angstrom", "atrocious"):
             if _settings(store.meta.get(key)) != _settings(meta[key]):
-                raise InputError(f"{path}: store was made with {key}={store.meta.get(key)!r}, "
-                                 f"not {meta[key]!r}; use another --store")
+                was, asked = _shown(store.meta.get(key)), _shown(meta[key])
+                if was == asked:  # a preset of the same name with other settings: show them
+                    was, asked = repr(store.meta.get(key)), repr(meta[key])
+                raise InputError(f"{path}: store was made with {key}={was}, not {asked}; "
+                                 "use another --store")
         store.cleanup_stale()
         return store
 
@@ -393,6 +396,13 @@ def _settings(value):
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if k != "label_error_vs_paper"}
     return value
+
+
+def _shown(value) -> str:
+    """A setting in an error message: a preset by its name, anything else as itself."""
+    if isinstance(value, dict) and "name" in value:
+        return repr(value["name"])
+    return repr(value)
 
 
 def _stored_dtype(name: str, array: np.ndarray) -> np.ndarray:
