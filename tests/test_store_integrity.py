@@ -171,30 +171,30 @@ def test_store_info_reports_damaged_entries(store_copy, run_cli):
 
 def test_store_verify_repair_then_label_relabels(h2_water, run_cli):
     source, store = h2_water
-    _truncate_chunk(store, "water")
+    _truncate_chunk(store, "h2")
     code, out, _ = run_cli("store", "verify", store.path)
-    assert code == 1 and "damaged water: label chunk c/0/0/0 has" in out and "1 damaged" in out
-    assert store.has("water")  # verify alone changes nothing
+    assert code == 1 and "damaged h2: label chunk c/0/0/0 has" in out and "1 damaged" in out
+    assert store.has("h2")  # verify alone changes nothing
     code, out, _ = run_cli("store", "verify", store.path, "--repair")
     assert code == 0 and "moved to quarantine" in out
-    assert not store.has("water") and len(list((store.path / "quarantine").glob("water.*.json"))) == 1
+    assert not store.has("h2") and len(list((store.path / "quarantine").glob("h2.*.json"))) == 1
     code, _, err = run_cli("label", source, "--store", store.path, "--preset", "tiny", "--margin", "3",
                            "--workers", "0")
     assert code == 0 and "done 1, failed 0, skipped 1" in err
-    assert store.check("water", deep=True) is None
-    assert _label_electrons(store, "water") == pytest.approx(8.0, rel=1e-6)
+    assert store.check("h2", deep=True) is None
+    assert _label_electrons(store, "h2") == pytest.approx(2.0, rel=1e-6)
     code, out, _ = run_cli("store", "verify", store.path)
     assert code == 0 and "verified 2 entries" in out and "0 damaged" in out
 
 
 def test_label_relabels_a_damaged_entry_instead_of_skipping_it(h2_water, run_cli):
     source, store = h2_water
-    _remove_chunk(store, "water")
+    _remove_chunk(store, "h2")
     code, _, err = run_cli("label", source, "--store", store.path, "--preset", "tiny", "--margin", "3",
                            "--workers", "0")
-    assert code == 0 and "relabelling damaged entry water" in err and "done 1, failed 0" in err
-    assert store.check("water", deep=True) is None
-    assert len(list((store.path / "quarantine").glob("water.*.json"))) == 1  # moved, not deleted
+    assert code == 0 and "relabelling damaged entry h2" in err and "done 1, failed 0" in err
+    assert store.check("h2", deep=True) is None
+    assert len(list((store.path / "quarantine").glob("h2.*.json"))) == 1  # moved, not deleted
 
 
 def test_evaluate_skips_damaged_entries_by_name(store_copy, tiny_model_dir, run_cli, tmp_path):

@@ -114,8 +114,9 @@ def stale_reason(path: Path, content: dict | None, now: float | None = None) -> 
         return "gone"
     if age > STALE_S:
         return f"not touched for {age:.0f} s"
-    if content and content.get("host") == socket.gethostname() and not pid_alive(int(content["pid"])):
-        return f"PID {content['pid']} no longer runs"
+    pid = (content or {}).get("pid")
+    if isinstance(pid, int) and content.get("host") == socket.gethostname() and not pid_alive(pid):
+        return f"PID {pid} no longer runs"
     return None
 
 

@@ -95,6 +95,16 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
             return _label_claimed(item, settings, store, t0)
     except ClaimedElsewhere as exc:
         return _skipped(item, str(exc), t0)
+    except Exception as exc:  # claiming or moving a damaged entry aside failed: report, not die
+        return _failed(store, item, exc, t0)
+
+
+def _failed(store: DatasetStore, item: SourceItem, exc: Exception, t0: float) -> dict:
+    """Record why ``item`` failed in the store; the result of :func:`label_item`."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    store.record_failure(item.id, reason, source=item.source, split=item.split)
+    return {"id": item.id, "ok": False, "status": "failed", "seconds": time.perf_counter() - t0,
+            "reason": reason}
 
 
 def _skipped(item: SourceItem, reason: str, t0: float) -> dict:
@@ -136,10 +146,7 @@ def _label_claimed(item: SourceItem, settings: LabelSettings, store: DatasetStor
             return _skipped(item, "another writer wrote it first (a run without claims?)", t0)
         return {"id": item.id, "ok": True, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # a worker must report, not die: the reason goes to the store
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        store.record_failure(item.id, reason, source=item.source, split=item.split)
-        return {"id": item.id, "ok": False, "status": "failed", "seconds": time.perf_counter() - t0,
-                "reason": reason}
+        return _failed(store, item, exc, t0)
 
 
 def pending(items: list[SourceItem], store: DatasetStore, retry_failed: bool = False) -> list[SourceItem]:

@@ -430,10 +430,10 @@ def _create_atomically(path: Path, meta: dict) -> bool:
             (tmp / sub).mkdir()
         try:
             os.rename(tmp, path)  # atomic; fails when path is a folder that is not empty
-        except OSError:
+        except OSError as exc:
             if (path / "zarr.json").exists():
                 return False
-            raise
+            raise InputError(f"{path}: cannot create a store there ({exc.strerror})") from None
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
