@@ -370,3 +370,18 @@ def test_live_claim_is_respected_and_old_claims_of_other_hosts_expire(tmp_path):
     with claim(store.path / "claims", "h2") as held:
         assert json.loads(held.path.read_text())["host"] == socket.gethostname()
     assert not held.path.exists()  # released
+
+
+def test_claim_heartbeat_keeps_a_long_claim_fresh(tmp_path, monkeypatch):
+    import rhosr.claims as claims
+
+    monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
+    with claims.claim(tmp_path, "mol") as held:
+        past = time.time() - 2 * claims.STALE_S
+        os.utime(held.path, (past, past))  # as if the holder had been silent for too long
+        deadline = time.time() + 10
+        while held.path.stat().st_mtime < past + 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert claims.stale_reason(held.path, claims.read_claim(held.path)) is None
+        with pytest.raises(claims.ClaimedElsewhere):
+            claims.claim(tmp_path, "mol")

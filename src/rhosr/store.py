@@ -85,7 +85,9 @@ class Entry:
     ``dm`` (AO density matrix in ``meta['basis']``). ``meta`` holds: id, split, source,
     symbols, positions_bohr (box frame), charge, spin, n_electrons, grid (lengths_bohr,
     coarse_mesh, upscale), basis, energy, homo, lumo (Hartree), scf_cycles, scf_seconds,
-    density_seconds, sad_seconds, preset, versions, attempts.
+    density_seconds, sad_seconds, preset, versions, attempts; and, as written by
+    :meth:`DatasetStore.write_entry`, ``integrity`` (per array its CRC-32 and chunk file sizes,
+    see ``rhosr.integrity``) and ``complete``.
     """
 
     meta: dict
