@@ -117,9 +117,10 @@ def test_inputs_dataset_crop_is_the_crop_of_the_whole_box(inputs, tiny_store):
 
     config = model_config({"inputs": inputs, "trunk": {"name": "srresnet", "norm": "none"}})
     whole = DensityDataset(str(tiny_store), "train", model=config)[1]
-    crop = DensityDataset(str(tiny_store), "train", model=config, crop=7, seed=3)[1]
+    cropped = DensityDataset(str(tiny_store), "train", model=config, crop=7, seed=3)
+    crop = cropped[1]
     mesh = whole["inputs"].shape[1:]
-    rng = np.random.default_rng(3)
+    rng = cropped.draws(1, 0)  # the generator behind item 1's crop in epoch 0
     start = tuple(int(rng.integers(n)) for n in mesh)
     assert crop["inputs"].shape == (len(inputs), 7, 7, 7)
     size = (7, 7, 7)

@@ -42,6 +42,11 @@ class DensityDataset(torch.utils.data.Dataset):
     key is ``index`` or ``(index, epoch)`` (what :class:`EpochSampler` yields; a plain index is
     epoch 0), and its draws come from :meth:`draws`. Test entries are refused: training code
     can never see them.
+
+    Damaged entries (``rhosr.integrity``, quick check: metadata, shapes, chunk files) are left
+    out when the dataset is made, with a warning naming each and why (``self.damaged``); damage
+    found later, by a read, stops the run with :class:`~rhosr.integrity.DamagedEntryError`
+    naming the entry, rather than training on zeros.
     """
 
     def __init__(self, store_path: str, split: str, augment: bool = False, crop: int | None = None,
@@ -54,7 +59,15 @@ class DensityDataset(torch.utils.data.Dataset):
         self.store_path = store_path
         self.store = DatasetStore.open(store_path)
         self.split = split
-        self.ids = ids if ids is not None else self.store.entry_ids(split)
+        self.ids, self.damaged = self.store.whole(ids if ids is not None else self.store.entry_ids(split))
+        if self.damaged:
+            import warnings
+
+            from rhosr.errors import RhosrWarning
+
+            for entry_id, reason in self.damaged.items():
+                warnings.warn(f"{split} data: skipping damaged entry {entry_id}: {reason}", RhosrWarning,
+                              stacklevel=2)
         self.augment = augment
         self.crop = crop
         self.model = model_config({} if model is None else model, input_name)

@@ -254,9 +254,15 @@ def evaluate_store(
     device: str = "cpu",
     progress: bool = True,
 ):
-    """Evaluate a model on the entries of one split of a store; returns (results, context)."""
-    from rhosr.errors import InputError
+    """Evaluate a model on the entries of one split of a store; returns (results, context).
+
+    Damaged entries (``rhosr.integrity``) are skipped with a warning naming each and why, and
+    listed in ``context["skipped_damaged"]``; they are never evaluated."""
+    import warnings
+
+    from rhosr.errors import InputError, RhosrWarning
     from rhosr.inference import predict_array
+    from rhosr.integrity import DamagedEntryError
     from rhosr.predict import load_predictor, model_folder
     from rhosr.store import DatasetStore
 
@@ -269,7 +275,11 @@ def evaluate_store(
             f"x{store.meta.get('upscale')}"
         )
     stored = tuple(b.store_array for b in net.builders if b.store_array)
-    ids = in_split_order(store.entry_ids(split), split)[:limit]
+    listed, skipped = store.scan(split)
+    ids = in_split_order(listed, split)[:limit]
+    for entry_id, reason in skipped.items():
+        warnings.warn(f"skipping damaged entry {entry_id} (split unknown): {reason}", RhosrWarning,
+                      stacklevel=2)
     if not ids:
         raise InputError(f"{store_path}: no {split} entries to evaluate")
     results = []
@@ -279,8 +289,13 @@ def evaluate_store(
     from rhosr.inputs import entry_inputs, entry_molecule
 
     for entry_id in tqdm(ids, desc=f"evaluating {split}", disable=None if progress else True, unit="mol"):
-        m = store.entry_meta(entry_id)
-        entry = store.read_entry(entry_id, tuple(dict.fromkeys((*stored, "sad", "label"))))
+        try:
+            m = store.entry_meta(entry_id)
+            entry = store.read_entry(entry_id, tuple(dict.fromkeys((*stored, "sad", "label"))))
+        except DamagedEntryError as exc:
+            warnings.warn(f"skipping damaged entry {entry_id}: {exc.reason}", RhosrWarning, stacklevel=2)
+            skipped[entry_id] = exc.reason
+            continue
         grid = Grid.from_dict(m["grid"])
         lengths = m["grid"]["lengths_bohr"]
         label = np.asarray(entry.label, np.float32)
@@ -313,4 +328,8 @@ def evaluate_store(
         "rotations": rotations,
         "device": device,
     }
+    if skipped:
+        context["skipped_damaged"] = skipped
+    if not results:
+        raise InputError(f"{store_path}: every {split} entry read was damaged ({len(skipped)} skipped)")
     return results, context

@@ -5,6 +5,13 @@ writes its entry itself, so the client only schedules and counts. Entries alread
 are skipped, failures are recorded with their reason, and a killed run started again picks
 up where it stopped (writes are atomic: see ``rhosr.store``).
 
+Runs side by side: a task first claims its molecule in the store (``rhosr.claims``: an
+exclusively created file with the worker's host and PID), then looks again whether the entry
+is whole. So two runs on one store (two ``rhosr label`` commands, or the workers of two Dask
+clusters) compute each molecule once: the second finds it claimed or written and skips it.
+A damaged entry (``rhosr.integrity``) counts as not labelled: the task that claims it moves
+it to ``quarantine/`` and labels the molecule again. "done" counts only entries this run wrote.
+
 Threads: each worker runs PySCF with ``threads_per_worker`` OpenMP threads, by default
 ``cores // workers`` (at least 1), so W workers never oversubscribe the machine.
 """
@@ -38,6 +45,9 @@ class LabelSettings:
 
 @dataclass
 class LabelSummary:
+    """Counts of one run: ``done`` entries written, ``failed`` molecules (with ``reasons``),
+    ``skipped`` molecules another run claimed or wrote meanwhile."""
+
     done: int = 0
     failed: int = 0
     skipped: int = 0
@@ -46,6 +56,7 @@ class LabelSummary:
 
     @property
     def per_hour(self) -> float:
+        """Entries written per hour of this run."""
         return 3600.0 * self.done / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -64,16 +75,51 @@ def set_threads(n: int) -> None:
 
 
 def label_item(item: SourceItem, settings: LabelSettings) -> dict:
-    """Label one molecule and write its entry. Never raises: failures are recorded."""
+    """Claim one molecule, label it and write its entry. Never raises: failures are recorded.
+
+    Returns ``{"id", "ok", "status", "seconds"}`` (and ``"reason"`` unless done): status
+    ``done`` (this call wrote the entry), ``failed`` (recorded in the store) or ``skipped``
+    (another process holds the claim or wrote a whole entry first; ``ok`` stays True)."""
+    from rhosr.claims import ClaimedElsewhere
+
+    set_threads(settings.threads)
+    store = DatasetStore.open(settings.store_path)
+    t0 = time.perf_counter()
+    try:
+        with store.claim(item.id):
+            if store.entry_dir(item.id).exists():
+                problem = store.check(item.id)
+                if problem is None:
+                    return _skipped(item, "already in the store (written by another run)", t0)
+                store.quarantine(item.id, problem, by="rhosr label")
+            return _label_claimed(item, settings, store, t0)
+    except ClaimedElsewhere as exc:
+        return _skipped(item, str(exc), t0)
+    except Exception as exc:  # claiming or moving a damaged entry aside failed: report, not die
+        return _failed(store, item, exc, t0)
+
+
+def _failed(store: DatasetStore, item: SourceItem, exc: Exception, t0: float) -> dict:
+    """Record why ``item`` failed in the store; the result of :func:`label_item`."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    store.record_failure(item.id, reason, source=item.source, split=item.split)
+    return {"id": item.id, "ok": False, "status": "failed", "seconds": time.perf_counter() - t0,
+            "reason": reason}
+
+
+def _skipped(item: SourceItem, reason: str, t0: float) -> dict:
+    return {"id": item.id, "ok": True, "status": "skipped", "reason": reason,
+            "seconds": time.perf_counter() - t0}
+
+
+def _label_claimed(item: SourceItem, settings: LabelSettings, store: DatasetStore, t0: float) -> dict:
+    """Label a molecule this process has claimed and write its entry (see :func:`label_item`)."""
     from ase import Atoms
 
     from rhosr.dft import run_label
     from rhosr.inputs import get_input
     from rhosr.molecule import Molecule, validate
 
-    set_threads(settings.threads)
-    store = DatasetStore.open(settings.store_path)
-    t0 = time.perf_counter()
     try:
         if item.problem:
             raise InputError(item.problem)
@@ -96,18 +142,27 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
             "sad_seconds": sad_seconds, "preset": settings.preset.to_dict(),
             "versions": package_versions(), "attempts": label.attempts,
         }
-        store.write_entry(Entry(meta, sad=sad, label=label.rho, dm=label.dm, sad_atrocious=atrocious))
-        return {"id": item.id, "ok": True, "seconds": time.perf_counter() - t0}
+        if not store.write_entry(Entry(meta, sad=sad, label=label.rho, dm=label.dm, sad_atrocious=atrocious)):
+            return _skipped(item, "another writer wrote it first (a run without claims?)", t0)
+        return {"id": item.id, "ok": True, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # a worker must report, not die: the reason goes to the store
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        store.record_failure(item.id, reason, source=item.source, split=item.split)
-        return {"id": item.id, "ok": False, "seconds": time.perf_counter() - t0, "reason": reason}
+        return _failed(store, item, exc, t0)
 
 
 def pending(items: list[SourceItem], store: DatasetStore, retry_failed: bool = False) -> list[SourceItem]:
-    """Items without a complete entry (and, unless ``retry_failed``, without a failure)."""
+    """Items without a whole entry (and, unless ``retry_failed``, without a failure).
+
+    A damaged entry (quick check of ``rhosr.integrity``: metadata, shapes, chunk files) is
+    pending: :func:`label_item` moves it to ``quarantine/`` and labels the molecule again."""
     failed = set() if retry_failed else set(store.failures())
-    return [it for it in items if not store.has(it.id) and it.id not in failed]
+    return [it for it in items if it.id not in failed
+            and (not store.entry_dir(it.id).exists() or store.check(it.id) is not None)]
+
+
+def damaged_among(items: list[SourceItem], store: DatasetStore) -> dict[str, str]:
+    """``{id: reason}`` of the items whose entry exists but is damaged (they will be relabelled)."""
+    return {it.id: reason for it in items if store.entry_dir(it.id).exists()
+            and (reason := store.check(it.id)) is not None}
 
 
 def run_labelling(
@@ -133,7 +188,9 @@ def run_labelling(
     t0 = time.perf_counter()
 
     def record(result: dict) -> None:
-        if result["ok"]:
+        if result.get("status") == "skipped":
+            summary.skipped += 1
+        elif result["ok"]:
             summary.done += 1
         else:
             summary.failed += 1
@@ -188,7 +245,7 @@ def _worker_died(item: SourceItem, settings: LabelSettings, exc: BaseException) 
     reason = f"{type(exc).__name__}: the worker process died (out of memory or a native crash)"
     DatasetStore.open(settings.store_path).record_failure(item.id, reason, source=item.source,
                                                           split=item.split)
-    return {"id": item.id, "ok": False, "seconds": 0.0, "reason": reason}
+    return {"id": item.id, "ok": False, "status": "failed", "seconds": 0.0, "reason": reason}
 
 
 def _take(iterator, n: int) -> list:

@@ -12,7 +12,9 @@ SOURCE: qm9 | qm9:START-END[,...] (QM9 molecules of the committed --split) | a f
 structure files | an ASE database (.db) | a multi-frame file (xyz trajectory, .traj).
 
 Complete entries are skipped, failures recorded with their reason (retried only with
---retry-failed), so a run that was killed can simply be started again. Jobs run on a Dask
+--retry-failed), so a run that was killed can simply be started again. A damaged entry (see
+rhosr store verify) is moved to the store's quarantine/ folder and labelled again. Runs may
+share a store: each molecule is claimed by one process and computed once. Jobs run on a Dask
 LocalCluster of --workers processes with cores/workers threads each, or on an existing Dask
 scheduler (--scheduler tcp://HOST:8786, e.g. started with dask-jobqueue on SLURM)."""
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.config import get_preset
     from rhosr.errors import InputError
     from rhosr.io import prepare_output_folder
-    from rhosr.labelling import LabelSettings, pending, run_labelling
+    from rhosr.labelling import LabelSettings, damaged_among, pending, run_labelling
     from rhosr.sources import read_source
     from rhosr.store import DatasetStore
 
@@ -72,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
                                 args.atrocious)
     todo = pending(items, store, args.retry_failed)
     skipped = len(items) - len(todo)
+    damaged = damaged_among(todo, store)
+    for entry_id, reason in damaged.items():
+        report(f"relabelling damaged entry {entry_id}: {reason}")
     threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
     where = (f"on the Dask scheduler {args.scheduler}" if args.scheduler
              else f"on {args.workers} worker(s)" if args.workers else "in this process")
@@ -88,14 +93,17 @@ def run(args: argparse.Namespace) -> int:
         failed[0] += not result["ok"]
         bar.set_postfix(failed=failed[0], last=f"{result['id']} {result['seconds']:.0f}s")
         bar.update(1)
-        if not result["ok"]:
+        if result.get("status") == "skipped":
+            bar.write(f"skipped {result['id']}: {result['reason']}")
+        elif not result["ok"]:
             bar.write(f"failed {result['id']}: {result['reason']}")
 
     try:
         summary = run_labelling(todo, settings, args.workers, args.scheduler, on_result)
     finally:
         bar.close()
-    report(f"done {summary.done}, failed {summary.failed}, skipped {skipped} in {summary.seconds:.0f} s "
+    report(f"done {summary.done}, failed {summary.failed}, skipped {skipped + summary.skipped} "
+           f"in {summary.seconds:.0f} s "
            f"({summary.per_hour:.0f} molecules/hour)")
     for reason, count in summary.reasons.most_common():
         report(f"  {count} x {reason}")
