@@ -70,8 +70,8 @@ PRESETS: dict[str, DFTPreset] = {
                        label_error_vs_paper="0 (reference)"),
     "fast": DFTPreset("fast", scf_ke_cutoff=100.0, conv_tol=1e-7, density_eval="multigrid",
                       scf_conv_check=False, scf_precision=1e-6,
-                      label_error_vs_paper="0.015% mean, 0.021% max over 3 QM9 molecules "
-                                           "(benchmarks/results/dft_presets.md)"),
+                      label_error_vs_paper="0.013% mean, 0.021% max over 5 QM9 molecules "
+                                           "(benchmarks/results/label_levers.md)"),
     "tiny": DFTPreset("tiny", scf_ke_cutoff=50.0, conv_tol=1e-7, density_eval="multigrid",
                       label_error_vs_paper="0.40% mean, 0.59% max over 3 QM9 molecules; tests only "
                                            "(benchmarks/results/dft_presets.md)"),
