@@ -22,8 +22,10 @@ Per-molecule cost, one thread (the machine may be busy: compare CPU seconds)::
 
     OMP_NUM_THREADS=1 python benchmarks/label_throughput.py --n 4 --workers 1
 
-Throughput on a quiet 2-core machine::
+Throughput on a quiet 2-core machine (the ``paper`` labels first, so that their ~90 s each on
+one thread are not spent inside the measurement's run; they are cached)::
 
+    python benchmarks/paper_labels.py --n 16
     python benchmarks/label_throughput.py --n 16 --workers 2
 """
 
