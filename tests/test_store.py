@@ -149,3 +149,13 @@ def test_store_accepts_preset_with_new_documentation(tmp_path):
     DatasetStore.create(tmp_path / "s", preset)
     reopened = DatasetStore.create(tmp_path / "s", {**preset, "label_error_vs_paper": "re-measured"})
     assert reopened.meta["preset"]["name"] == "tiny"
+
+
+def test_store_accepts_fast_labels_after_scf_convergence_change(tmp_path):
+    fast = get_preset("fast").to_dict()
+    # a store made by ``fast`` before its SCF settings changed (no scf_* keys, conv_tol 1e-9)
+    before = {k: v for k, v in fast.items() if not k.startswith("scf_") or k == "scf_ke_cutoff"}
+    DatasetStore.create(tmp_path / "s", {**before, "conv_tol": 1e-9})
+    assert DatasetStore.create(tmp_path / "s", fast).meta["preset"]["conv_tol"] == 1e-9
+    with pytest.raises(InputError, match="preset"):  # a different SCF mesh is another recipe
+        DatasetStore.create(tmp_path / "s", {**fast, "scf_ke_cutoff": 50.0})

@@ -429,9 +429,12 @@ def entry_atoms(meta: dict):
 
 
 def _settings(value):
-    """What must match to add to a store: a preset's documentation string may change."""
+    """What must match to add to a store: a preset's documentation string and how tightly its
+    SCF converges (``rhosr.config.SCF_ROUTE_KEYS``) may change."""
+    from rhosr.config import SCF_ROUTE_KEYS
+
     if isinstance(value, dict):
-        return {k: v for k, v in value.items() if k != "label_error_vs_paper"}
+        return {k: v for k, v in value.items() if k not in ("label_error_vs_paper", *SCF_ROUTE_KEYS)}
     return value
 
 

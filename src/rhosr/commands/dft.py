@@ -11,7 +11,7 @@ DESCRIPTION = """\
 Run a periodic Gamma-point Kohn-Sham calculation (PySCF GPW with multigrid, PBE, GTH-PBE
 pseudopotentials, GTH-TZV2P) in the molecule's box and write its valence density on the fine
 mesh (~0.083 Angstrom). Presets: paper (200 Hartree SCF mesh, conv_tol 1e-11, exact density:
-the reference), fast (100 Hartree, 1e-9, multigrid density), tiny (tests only). Units: density
+the reference), fast (100 Hartree, 1e-7, multigrid density), tiny (tests only). Units: density
 e/Bohr^3, energies Hartree. An SCF that does not converge is retried (level shift + damping,
 then a larger box) and otherwise reported as failed (exit code 3)."""
 

@@ -42,8 +42,7 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
     import time
 
     from rhosr.config import get_preset
-    from rhosr.dft.cell import build_cell
-    from rhosr.dft.label import make_scf
+    from rhosr.dft.label import make_scf, scf_cell
     from rhosr.errors import InputError
     from rhosr.grid import place_in_box
 
@@ -65,8 +64,7 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
     else:
         placed, grid = place_in_box(mol, 2, margin)
         rho = None
-    cell = build_cell(placed, grid, preset.scf_ke_cutoff, preset.basis, preset.pseudo)
-    mf = make_scf(cell, preset)
+    mf = make_scf(scf_cell(placed, grid, preset), preset)
     if rho is not None:
         from rhosr.dft.guess import guess_from_density
 

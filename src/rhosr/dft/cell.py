@@ -27,10 +27,13 @@ def build_cell(
     basis: str = LABEL_BASIS,
     pseudo: str = PSEUDO,
     verbose: int = 0,
+    precision: float | None = None,
 ):
     """A Gamma-point ``pyscf.pbc.gto.Cell`` for ``mol`` (already placed in the box).
 
     Built in Bohr; the mesh follows ``ke_cutoff`` (Hartree) by :func:`mesh_for_cutoff`.
+    ``precision`` is PySCF's ``cell.precision`` (default 1e-8): how small a Gaussian tail or
+    lattice-sum term may be before it is dropped.
     """
     from pyscf.pbc import gto as pbcgto
 
@@ -47,4 +50,6 @@ def build_cell(
     cell.ke_cutoff = ke_cutoff
     cell.mesh = mesh_for_cutoff(grid, ke_cutoff)
     cell.verbose = verbose
+    if precision is not None:
+        cell.precision = precision
     return cell.build()

@@ -52,6 +52,12 @@ RETRIES = (
 )
 
 
+def scf_cell(mol: Molecule, grid: Grid, preset: DFTPreset):
+    """The cell a preset's SCF runs in: ``mol`` (placed in its box) on the SCF mesh."""
+    return build_cell(mol, grid, preset.scf_ke_cutoff, preset.basis, preset.pseudo,
+                      precision=preset.scf_precision)
+
+
 def make_scf(cell, preset: DFTPreset):
     """The PySCF mean-field object of a preset (multigrid numerical integration)."""
     from pyscf.pbc import dft
@@ -60,6 +66,7 @@ def make_scf(cell, preset: DFTPreset):
     mf = mf.multigrid_numint()
     mf.conv_tol = preset.conv_tol
     mf.max_cycle = preset.max_cycle
+    mf.conv_check = preset.scf_conv_check
     if preset.smearing:
         from pyscf.pbc.scf.addons import smearing_
 
@@ -104,10 +111,11 @@ def run_label(
     attempts: list[str] = []
     for name, shift, damp, extra_margin in RETRIES:
         placed, grid = place_in_box(mol, upscale, margin_angstrom + extra_margin)
-        cell = build_cell(placed, grid, preset.scf_ke_cutoff, preset.basis, preset.pseudo)
-        mf = make_scf(cell, preset)
+        mf = make_scf(scf_cell(placed, grid, preset), preset)
         mf.level_shift = shift
         mf.damp = damp
+        # the check cycle removes a level shift from the final orbital energies: keep it there
+        mf.conv_check = mf.conv_check or bool(shift)
         cycles = [0]
 
         def count(envs, cycles=cycles):
