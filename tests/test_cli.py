@@ -49,7 +49,7 @@ def test_bad_output_path_fails_before_any_work(argv, message, tmp_path, run_cli,
     (["train", "--store", "st", "--config", "tiny", "--devices", "0"], "--devices must be >= 1"),
     (["train", "--store", "st", "--config", "tiny", "--num-nodes", "0"], "--num-nodes must be >= 1"),
     (["train", "--store", "st", "--config", "tiny", "--max-steps", "0"], "--max-steps must be >= 1"),
-    (["error", "{xyz}", "{xyz}", "--electrons", "-1"], "--electrons must be positive"),
+    (["error", "{xyz}", "{xyz}", "--electrons", "-1"], "--electrons must be > 0"),
 ])
 def test_out_of_range_numbers_are_one_line_errors(argv, message, tmp_path, run_cli, water_xyz, monkeypatch):
     monkeypatch.chdir(tmp_path)

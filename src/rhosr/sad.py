@@ -37,6 +37,10 @@ from rhosr.molecule import LABEL_BASIS, PSEUDO, SAD_BASIS, Molecule, valence_ele
 AO_CUTOFF = 1e-7
 """An atomic orbital is dropped where its magnitude falls below this (Bohr^-3/2)."""
 
+BYTES_PER_POINT = 16
+"""Memory of :func:`sad_density` per mesh point: the float64 density and, at most as large, one
+atom's window."""
+
 MAX_RADIUS = 40.0
 """Largest radius (Bohr) an atomic orbital is ever evaluated to."""
 
@@ -118,8 +122,13 @@ def sad_density(
     ``mol`` must already be placed in the box (positions in Angstrom, box frame).
     """
     from rhosr.grid import BOHR_ANGSTROM
+    from rhosr.memory import check_fits
 
-    rho = np.zeros(grid.mesh(which))
+    mesh = grid.mesh(which)
+    check_fits(BYTES_PER_POINT * float(np.prod(mesh, dtype=float)),
+               f"the SAD of {mol.name} on the {which} mesh {' x '.join(map(str, mesh))}",
+               "a smaller --margin needs less")
+    rho = np.zeros(mesh)
     spacing = grid.spacing(which)
     n_raw = 0.0
     for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):

@@ -31,8 +31,13 @@ def add_box_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_molecule_from_args(args):
+    """The molecule of ``MOL``, ``--charge``, ``--spin``, ``--format``, validated; ``--margin``
+    (where the command has one) is checked first, before anything is read or written."""
+    from rhosr.grid import check_margin
     from rhosr.molecule import read_molecule
 
+    if getattr(args, "margin", None) is not None:
+        check_margin(args.margin)
     return read_molecule(args.mol, charge=args.charge, spin=args.spin, fmt=args.fmt)
 
 

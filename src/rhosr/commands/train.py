@@ -37,13 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import re
+
     from rhosr.errors import InputError
     from rhosr.train import TrainConfig, train
 
     config = TrainConfig.load(args.config)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
-    if devices == 0:
-        raise InputError("--devices must be >= 1 (or 'auto', or a list of device ids like 0,1)")
+    if devices == 0 or not re.fullmatch(r"auto|-1|\d+|\d+(,\d+)*,?", str(devices)):
+        raise InputError(f"--devices must be >= 1, 'auto', -1 (all) or a list of device ids like 0,1; "
+                         f"got {args.devices!r}")
     if args.num_nodes < 1:
         raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}")
     if args.max_steps < -1 or args.max_steps == 0:
