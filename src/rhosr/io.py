@@ -10,6 +10,7 @@ write never leaves a half-written file behind.
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -212,18 +213,42 @@ class ArrayDensity:
 
 
 def read_density_file(path: str | os.PathLike) -> CubeDensity | ArrayDensity:
-    """A cube file (with atoms and box) or a ``.npy`` array, chosen by the suffix."""
+    """A cube file (with atoms and box, see :func:`read_cube`) or a ``.npy`` array, chosen by
+    the suffix. A ``.npy`` density is validated before its data is read: a float array, 3D
+    (x, y, z) or flat, not empty, as many bytes as its header announces (a truncated file says
+    so), then finite values."""
     if Path(path).suffix.lower() != ".npy":
         return read_cube(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a .npy file")
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version} (rhosr reads 1.0 and 2.0)")
+            shape, _, dtype = read_header(fh)
+            offset = fh.tell()
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npy file ({_reason(exc)})") from None
+    if len(shape) not in (1, 3) or dtype.kind != "f" or dtype.hasobject:
+        raise InputError(f"{path}: a density must be a 3D (x, y, z) or flat float array, "
+                         f"got {dtype} {shape}")
+    if math.prod(shape) == 0:
+        raise InputError(f"{path}: holds an empty array {shape}")
+    expected = math.prod(shape) * dtype.itemsize
+    held = os.path.getsize(path) - offset
+    if held != expected:
+        raise InputError(f"{path}: {'truncated' if held < expected else 'damaged'}: its header "
+                         f"announces {dtype} {shape} = {expected} bytes of data, the file holds {held}")
     try:
         rho = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
-    if rho.ndim not in (1, 3) or not np.issubdtype(rho.dtype, np.floating):
-        raise InputError(f"{path}: a density must be a 3D (x, y, z) or flat float array, "
-                         f"got {rho.dtype} {rho.shape}")
+        raise InputError(f"{path}: not a readable .npy file ({_reason(exc)})") from None
     if not np.all(np.isfinite(rho)):
-        raise InputError(f"{path}: holds NaN or infinite values")
+        bad = int(np.count_nonzero(~np.isfinite(rho)))
+        raise InputError(f"{path}: holds {bad} NaN or infinite values")
     return ArrayDensity(np.asarray(rho, dtype=float))

@@ -148,11 +148,17 @@ def predict(
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
-    if tile is None and max_memory_gb is None and device == "cpu" and net.config.norm == "none":
+    auto = tile is None and max_memory_gb is None and device == "cpu" and net.config.norm == "none"
+    if auto:
         max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
     if tile is None and max_memory_gb is not None:
         if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
-            tile = tile_for_memory(net, max_memory_gb * 1e9)
+            try:
+                tile = tile_for_memory(net, max_memory_gb * 1e9)
+            except InputError:
+                if not auto:
+                    raise
+                tile = MIN_AUTO_TILE  # not even this fits: the check below says how much is needed
     _check_memory(net, mol, grid, tile, device)
     t0 = time.perf_counter()
     sad = sad_density(placed, grid, "coarse", atrocious=meta.get("input") == "sad_atrocious")
@@ -171,6 +177,9 @@ def predict(
     t_model = time.perf_counter() - t0
     return Prediction(density, grid, placed, sad, {"sad_s": t_sad, "model_s": t_model, "tile": tile})
 
+
+MIN_AUTO_TILE = 4
+"""The smallest tile core (coarse points per axis) that memory-driven tiling picks."""
 
 BYTES_PER_FINE_POINT = 24
 """Memory of the whole-box arrays of a prediction per fine-mesh point, however it is tiled:
@@ -192,9 +201,10 @@ def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str)
         shape = [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh
         forward = estimate_memory_bytes(net, shape)
     how = f"tiles of {tile}" if tiled else "whole box"
-    hint = ("even in tiles, the fine-mesh density alone needs the arrays; a smaller molecule "
-            "or margin" if tiled or net.config.norm == "none" else
-            "this model uses instance norm and cannot be tiled; use a model with norm: none")
+    if net.config.norm == "none":
+        hint = "tiles bound only the network's share: the fine-mesh density itself must fit"
+    else:
+        hint = "this model uses instance norm and cannot be tiled (a model with norm: none can)"
     check_fits(arrays + forward, f"the prediction of {mol.name} (fine mesh "
                f"{' x '.join(map(str, grid.fine_mesh))}, {how})", hint)
 

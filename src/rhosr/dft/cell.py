@@ -12,12 +12,14 @@ from rhosr.molecule import LABEL_BASIS, PSEUDO, Molecule, n_basis_functions
 BYTES_PER_SCF_MESH_POINT = 200
 BYTES_PER_FINE_MESH_POINT = 50
 BYTES_PER_AO_PAIR = 80
-"""Peak memory of a GPW calculation, from ``ru_maxrss`` of ``rhosr dft`` minus that of the
-imports: water (fast preset, margins 4 and 8 Angstrom; paper preset, margin 4) and three
-9-heavy-atom QM9 molecules (MEASUREMENTS.md: 1.0-1.1 GB at 200 Hartree, 0.5 GB at 100):
-about 200 B per point of the SCF mesh (complex FFT buffers, potentials, multigrid tasks), 50 B
-per point of the fine label mesh, and ten nao x nao float64 matrices (density, Fock, overlap,
-orbitals...)."""
+"""Peak memory of a GPW calculation: about 200 B per point of the SCF mesh (complex FFT
+buffers, potentials, multigrid tasks), 50 B per point of the fine label mesh, and ten
+nao x nao float64 matrices (density, Fock, overlap, orbitals...). Checked against the growth of
+``ru_maxrss`` over the imports (``/usr/bin/time -v rhosr dft``, 2026-12-03): water, fast preset,
+margin 4 / 8 Angstrom: 50 / 157 MB measured, 24 / 145 MB estimated; paper preset, margin 4:
+86 MB measured, 48 estimated (small boxes are dominated by fixed costs); three 9-heavy-atom QM9
+molecules, box extent + 8 Angstrom, 200 Hartree (MEASUREMENTS.md: 1.0-1.1 GB peak with the
+imports): 750-884 MB estimated."""
 
 
 def mesh_for_cutoff(grid: Grid, ke_cutoff: float) -> list[int]:
