@@ -87,6 +87,8 @@ BAD = [
     (["evaluate", "--store", "st", "--rotations", "0", "-o", "rep"], "--rotations must be >= 1"),
     (["evaluate", "--store", "st", "--tile", "-2", "-o", "rep"], "--tile must be >= 1"),
     (["train", "--store", "st", "--config", "tiny", "--devices", "many"], "--devices must be"),
+    (["train", "--store", "st", "--config", "tiny", "--accelerator", "abc"], "--accelerator must be one of"),
+    (["train", "--store", "st", "--config", "tiny", "--strategy", "ddpp"], "--strategy must be auto or"),
     # numbers: the training config
     (["train", "--store", "st", "--config", "{d}/lr0.yaml"], "lr must be > 0"),
     (["train", "--store", "st", "--config", "{d}/lrnan.yaml"], "lr must be a finite number"),
