@@ -198,3 +198,24 @@ def test_read_cube_puts_atoms_in_the_box_frame(tmp_path):
     path.write_text("".join(lines))
     expected = np.array([1.0, 1.0, 1.0]) - np.array([1.0, 2.0, 3.0]) * 0.529177210903
     assert np.allclose(read_cube(path).atoms.get_positions()[0], expected, atol=1e-5)
+
+
+def test_prediction_too_big_for_the_gpu_is_refused_with_its_estimate(monkeypatch, tiny_model_dir):
+    """On a GPU the forward pass must fit in its free memory (no CUDA needed: the free memory
+    is stubbed); the CPU keeps the whole-box arrays."""
+    from ase import Atoms
+
+    from rhosr.errors import InputError
+    from rhosr.grid import place_in_box
+    from rhosr.molecule import Molecule
+    from rhosr.predict import _check_memory, load_predictor
+
+    net, _ = load_predictor(tiny_model_dir, "cpu")
+    water = Molecule(Atoms("OH2", [(0, 0, 0.117), (0, 0.757, -0.469), (0, -0.757, -0.469)]), name="w")
+    _, grid = place_in_box(water)
+    monkeypatch.setattr("rhosr.memory.gpu_available_bytes", lambda device: 1000)
+    with pytest.raises(InputError, match=r"needs about .* GB of GPU memory, 1e-06 GB free on the GPU; "
+                                         "--max-memory GB picks tiles"):
+        _check_memory(net, water, grid, None, "cuda")
+    monkeypatch.setattr("rhosr.memory.gpu_available_bytes", lambda device: 10**12)
+    _check_memory(net, water, grid, None, "cuda")  # fits

@@ -24,15 +24,25 @@ def available_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_fits(estimate_bytes: float, what: str, hint: str = "") -> None:
-    """InputError when ``estimate_bytes`` exceeds the memory available now.
+def gpu_available_bytes(device: str = "cuda") -> int:
+    """Free memory of a CUDA device now (``torch.cuda.mem_get_info``)."""
+    import torch
+
+    return int(torch.cuda.mem_get_info(torch.device(device))[0])
+
+
+def check_fits(estimate_bytes: float, what: str, hint: str = "", device: str = "cpu") -> None:
+    """InputError when ``estimate_bytes`` exceeds the memory available now: the machine's, or
+    with ``device="cuda..."`` that GPU's.
 
     ``what`` names the job ("DFT of water on a 120 x 120 x 120 mesh"); ``hint`` says what to
     change."""
-    available = available_bytes()
+    on_gpu = device.startswith("cuda")
+    available = gpu_available_bytes(device) if on_gpu else available_bytes()
     if estimate_bytes > available:
-        raise InputError(f"{what} needs about {format_bytes(estimate_bytes)} of memory, "
-                         f"{format_bytes(available)} available{'; ' + hint if hint else ''}")
+        raise InputError(f"{what} needs about {format_bytes(estimate_bytes)} of "
+                         f"{'GPU memory' if on_gpu else 'memory'}, {format_bytes(available)} "
+                         f"{'free on the GPU' if on_gpu else 'available'}{'; ' + hint if hint else ''}")
 
 
 def format_bytes(n: float) -> str:

@@ -196,17 +196,19 @@ def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str)
 
     tiled = tile is not None and any(tile < n for n in grid.coarse_mesh)
     arrays = BYTES_PER_FINE_POINT * math.prod(grid.fine_mesh) + 16 * math.prod(grid.coarse_mesh)
-    forward = 0
-    if device == "cpu":
-        shape = [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh
-        forward = estimate_memory_bytes(net, shape)
+    forward = estimate_memory_bytes(net, [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh)
     how = f"tiles of {tile}" if tiled else "whole box"
-    if net.config.norm == "none":
-        hint = "tiles bound only the network's share: the fine-mesh density itself must fit"
+    what = f"the prediction of {mol.name} (fine mesh {' x '.join(map(str, grid.fine_mesh))}, {how})"
+    tileable = net.config.norm == "none"
+    if device == "cpu":
+        arrays += forward
+        hint = ("tiles bound only the network's share: the fine-mesh density itself must fit" if tileable
+                else "this model uses instance norm and cannot be tiled (a model with norm: none can)")
     else:
-        hint = "this model uses instance norm and cannot be tiled (a model with norm: none can)"
-    check_fits(arrays + forward, f"the prediction of {mol.name} (fine mesh "
-               f"{' x '.join(map(str, grid.fine_mesh))}, {how})", hint)
+        check_fits(forward, what, "--max-memory GB picks tiles that fit" if tileable else
+                   "this model uses instance norm and cannot be tiled; try --device cpu", device)
+        hint = "the fine-mesh density is gathered in the machine's memory"
+    check_fits(arrays, what, hint)
 
 
 def predict_density(atoms, model: str | os.PathLike | None = None, **kwargs) -> tuple[np.ndarray, Grid]:
