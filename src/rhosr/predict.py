@@ -199,7 +199,7 @@ def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str)
     forward = estimate_memory_bytes(net, [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh)
     how = f"tiles of {tile}" if tiled else "whole box"
     what = f"the prediction of {mol.name} (fine mesh {' x '.join(map(str, grid.fine_mesh))}, {how})"
-    tileable = net.config.norm == "none"
+    tileable = net.local if hasattr(net, "local") else net.config.norm == "none"
     if device == "cpu":
         arrays += forward
         hint = ("tiles bound only the network's share: the fine-mesh density itself must fit" if tileable

@@ -34,8 +34,6 @@ from rhosr.errors import InputError
 from rhosr.model import ModelConfig, build_model
 
 CONFIG_FOLDER = Path(__file__).parent / "configs"
-INPUTS = ("sad", "sad_atrocious")
-"""The SAD inputs a store holds (``sad_atrocious`` when labelled with ``--atrocious``)."""
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16-true", "16", "bf16-mixed", "bf16-true",
               "bf16", "transformer-engine", "transformer-engine-float16")
 """Lightning's precision names."""
@@ -67,14 +65,17 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 10
 
+    def __post_init__(self):
+        self.check()
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
         ModelConfig.from_dict(cfg.model)  # validate now, not after the data is loaded
-        cfg.check()
-        if cfg.epochs % cfg.val_every_n_epochs:
+        if cfg.val_every_n_epochs < 1 or cfg.epochs % cfg.val_every_n_epochs:
             raise InputError(f"training config: epochs ({cfg.epochs}) must be a multiple of "
                              f"val_every_n_epochs ({cfg.val_every_n_epochs}) so the last epoch is validated")
+        cfg.betas = tuple(cfg.betas)
         return cfg
 
     def check(self) -> None:
@@ -108,15 +109,10 @@ class TrainConfig:
         for key in ("augment", "compile"):
             if not isinstance(getattr(self, key), bool):
                 raise InputError(f"training config: {key} must be true or false, got {getattr(self, key)!r}")
-        if self.input not in INPUTS:
-            raise InputError(f"training config: input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:
             raise InputError(f"training config: precision must be one of {', '.join(PRECISIONS)}, "
                              f"got {self.precision!r}")
-        if self.crop and self.crop - 2 * self.halo <= 0:
-            raise InputError(f"training config: crop {self.crop} leaves no core inside a halo of "
-                             f"{self.halo} coarse voxels; use a larger crop or set crop_halo")
 
     @classmethod
     def load(cls, name_or_path: str) -> TrainConfig:
@@ -218,6 +214,9 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
                          f"(has {len(train)} and {len(val)})")
+    if cfg.crop and cfg.crop - 2 * cfg.halo <= 0:
+        raise InputError(f"crop {cfg.crop} leaves no core inside a halo of {cfg.halo} coarse voxels; "
+                         "use a larger crop or set crop_halo")
     kwargs = {"num_workers": cfg.num_workers, "persistent_workers": cfg.num_workers > 0}
     batch = cfg.batch_size if cfg.crop else 1  # whole boxes differ in size
     return (torch.utils.data.DataLoader(train, batch_size=batch, shuffle=True, **kwargs),
@@ -285,13 +284,13 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
     if not resume and last.exists():
         raise InputError(f"{run_dir}: already holds a run; pass --resume or choose another --out")
-    store = DatasetStore.open(store_path)  # a store that is not one fails before the run folder exists
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         keep_metrics_history(run_dir / "logs")
     with atomic_write(run_dir / "config.yaml") as fh:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
     L.seed_everything(config.seed, workers=True, verbose=False)
+    store = DatasetStore.open(store_path)
     train_ids = frozen_split_ids(run_dir, store, "train")
     val_ids = frozen_split_ids(run_dir, store, "validation")
     train_loader, val_loader = make_loaders(store_path, config, val_ids, train_ids)

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.config import get_preset
     from rhosr.dft import run_label
+    from rhosr.errors import InputError
     from rhosr.io import FORMATS, atomic_write, prepare_output, write_density
 
     report = Reporter(args.quiet)
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     prepare_output(args.output, FORMATS)
     prepare_output(args.json_path)
     prepare_output(args.save_dm, (".npy",))
+    if args.smearing is not None and not args.smearing > 0:
+        raise InputError(f"--smearing must be a positive width in Hartree, got {args.smearing:g}")
     preset = get_preset(args.preset).with_options(smearing=args.smearing)
     report(f"{mol.name}: {len(mol.atoms)} atoms, {mol.n_valence} valence electrons, "
            f"charge {mol.charge}, spin {mol.spin}, preset {preset.name}")

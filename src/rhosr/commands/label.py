@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from rhosr.commands.common import Reporter
+    from rhosr.commands.common import Reporter, check_box_arguments
     from rhosr.config import get_preset
     from rhosr.errors import InputError
-    from rhosr.grid import check_margin
     from rhosr.labelling import LabelSettings, pending, run_labelling
     from rhosr.sources import read_source
     from rhosr.store import DatasetStore
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--limit must be >= 0")
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise InputError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
-    check_margin(args.margin)  # before the store records it
+    check_box_arguments(args)  # before the store records the margin
     preset = get_preset(args.preset)
     items = read_source(args.source, args.split, args.charge, args.spin, args.limit)
     split_name = "qm9-seeded-v1" if args.source.startswith("qm9") else "user"
