@@ -143,6 +143,7 @@ def test_cli_bad_input_is_one_line_error_before_any_work(argv, message, files, t
 @pytest.mark.parametrize("argv, job", [
     (["dft", W, "-o", "d.cube", "--preset", "tiny", "-q"], "DFT of water (3 atoms, box"),
     (["scf", W, "--guess", "minao", "--preset", "tiny", "--quiet"], "DFT of water (3 atoms, box"),
+    (["onestep", W, "--sad", "--preset", "tiny", "--quiet"], "DFT of water (3 atoms, box"),
     (["predict", W, "-o", "p.cube", "--quiet"], "the prediction of water (fine mesh"),
     (["sad", W, "-o", "s.cube"], "the SAD of water on the coarse mesh"),
 ])

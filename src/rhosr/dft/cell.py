@@ -41,6 +41,19 @@ def estimate_memory_bytes(mol: Molecule, grid: Grid, ke_cutoff: float, basis: st
                * math.prod(grid.fine_mesh) + BYTES_PER_AO_PAIR * nao ** 2)
 
 
+def check_memory_fits(mol: Molecule, grid: Grid, ke_cutoff: float, basis: str = LABEL_BASIS) -> None:
+    """InputError, with the estimate, when a GPW calculation of ``mol`` in ``grid``'s box
+    (SCF mesh of ``ke_cutoff`` Hartree) would not fit in the memory available now."""
+    from rhosr.memory import check_fits
+
+    mesh = mesh_for_cutoff(grid, ke_cutoff)
+    check_fits(estimate_memory_bytes(mol, grid, ke_cutoff, basis),
+               f"DFT of {mol.name} ({len(mol.symbols)} atoms, box "
+               f"{' x '.join(f'{v:.1f}' for v in grid.lengths_angstrom)} Angstrom, "
+               f"{' x '.join(map(str, mesh))} mesh at {ke_cutoff:g} Hartree)",
+               "a smaller --margin or a cheaper --preset needs less")
+
+
 def build_cell(
     mol: Molecule,
     grid: Grid,
@@ -59,15 +72,7 @@ def build_cell(
     from pyscf.pbc import gto as pbcgto
 
     if check_memory:
-        from rhosr.memory import check_fits
-
-        mesh = mesh_for_cutoff(grid, ke_cutoff)
-        check_fits(estimate_memory_bytes(mol, grid, ke_cutoff, basis),
-                   f"DFT of {mol.name} ({len(mol.symbols)} atoms, box "
-                   f"{' x '.join(f'{v:.1f}' for v in grid.lengths_angstrom)} Angstrom, "
-                   f"{' x '.join(map(str, mesh))} mesh at {ke_cutoff:g} Hartree)",
-                   "a smaller --margin or a cheaper --preset needs less")
-
+        check_memory_fits(mol, grid, ke_cutoff, basis)
     cell = pbcgto.Cell()
     cell.unit = "B"
     cell.atom = [
