@@ -257,10 +257,9 @@ def evaluate_store(
     """Evaluate a model on the entries of one split of a store; returns (results, context)."""
     from rhosr.errors import InputError
     from rhosr.inference import predict_array
-    from rhosr.predict import check_options, load_predictor, model_folder
+    from rhosr.predict import load_predictor, model_folder
     from rhosr.store import DatasetStore
 
-    check_options(tile, rotations)
     store = DatasetStore.open(store_path)
     folder = model_folder(model)
     net, meta = load_predictor(folder, device)
