@@ -181,10 +181,10 @@ def predict(
 MIN_AUTO_TILE = 4
 """The smallest tile core (coarse points per axis) that memory-driven tiling picks."""
 
-BYTES_PER_FINE_POINT = 24
+BYTES_PER_FINE_POINT = 32
 """Memory of the whole-box arrays of a prediction per fine-mesh point, however it is tiled:
-the float32 output of the network, its float64 sum over rotations and rescaled copy, and the
-float32 result."""
+the float32 output of the network, its float64 sum over rotations and rescaled copy, the
+float32 result, and a float64 fine-mesh input where the model takes one."""
 
 
 def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str) -> None:
