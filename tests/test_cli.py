@@ -97,7 +97,8 @@ def test_written_files_follow_the_umask(umask, tmp_path, run_cli, water_xyz):
     try:
         assert run_cli("sad", water_xyz, "-o", tmp_path / "out" / "sad.cube")[0] == 0
         assert run_cli("predict", water_xyz, "-o", tmp_path / "preds", "--format", "npy", "--quiet")[0] == 0
-        save_model(tmp_path / "model", build_model({"num_feat": 2, "num_block": 1}), {})  # a run's best/
+        save_model(tmp_path / "model", build_model({"num_feat": 2, "num_block": 1}),
+                   {"grid": {"upscale": 2, "margin_angstrom": 4.0}})  # a run's best/
     finally:
         os.umask(old)
     for path in (tmp_path / "out" / "sad.cube", tmp_path / "preds" / "water.npy",
@@ -111,7 +112,7 @@ def test_written_files_follow_the_umask(umask, tmp_path, run_cli, water_xyz):
     (["train", "--store", "st", "--config", "tiny", "--devices", "0"], "--devices must be >= 1"),
     (["train", "--store", "st", "--config", "tiny", "--num-nodes", "0"], "--num-nodes must be >= 1"),
     (["train", "--store", "st", "--config", "tiny", "--max-steps", "0"], "--max-steps must be >= 1"),
-    (["error", "{xyz}", "{xyz}", "--electrons", "-1"], "--electrons must be positive"),
+    (["error", "{xyz}", "{xyz}", "--electrons", "-1"], "--electrons must be > 0"),
 ])
 def test_out_of_range_numbers_are_one_line_errors(argv, message, tmp_path, run_cli, water_xyz, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rhosr.checks import check_number
 from rhosr.errors import InputError
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ BOX_SHRINK_ANGSTROM: float = 1e-4
 """The authors subtract this from each rounded box length (Angstrom)."""
 
 SUPPORTED_UPSCALES = (2, 4)
+
+MIN_MARGIN_ANGSTROM: float = 2.0
+"""Smallest margin accepted (Angstrom): the periodic images of the outermost atoms sit about
+``margin`` away from the molecule, and closer than a bond length or so they bind to it (the
+models were trained with 4)."""
+
+MAX_BOX_ANGSTROM: float = 1000.0
+"""Largest box length accepted (Angstrom): a box holds one molecule and its margin."""
 
 
 def plane_wave_spacing(ke_cutoff: float) -> float:
@@ -67,6 +76,14 @@ class Grid:
     lengths: tuple[float, float, float]
     coarse_mesh: tuple[int, int, int]
     upscale: int = 2
+
+    def __post_init__(self):
+        lengths, mesh = np.asarray(self.lengths, dtype=float), np.asarray(self.coarse_mesh)
+        if lengths.shape != (3,) or not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+            raise InputError(f"a box needs three finite, positive lengths (Bohr), got {self.lengths}")
+        if mesh.shape != (3,) or np.any(mesh < 1):
+            raise InputError(f"a mesh needs three positive point counts, got {self.coarse_mesh}")
+        coarse_spacing(self.upscale)  # a supported upscale
 
     @property
     def fine_mesh(self) -> tuple[int, int, int]:
@@ -125,11 +142,17 @@ def box_for_positions(
     Returns the grid and the positions (Angstrom) translated so that their mean sits at the
     box centre. ``margin_angstrom`` is the total empty space added to the extent per axis.
     """
-    if margin_angstrom < 0:
-        raise InputError(f"margin must be >= 0 Angstrom, got {margin_angstrom}")
+    check_margin(margin_angstrom)
     pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
+    if pos.size == 0 or not np.all(np.isfinite(pos)):
+        raise InputError("a box needs at least one atom with finite positions")
     step_angstrom = coarse_spacing(upscale) * BOHR_ANGSTROM
     extent = pos.max(axis=0) - pos.min(axis=0)
+    if np.any(extent + margin_angstrom > MAX_BOX_ANGSTROM):
+        raise InputError(
+            f"the box would be {' x '.join(f'{v:.4g}' for v in extent + margin_angstrom)} Angstrom "
+            f"(extent + margin); rhosr boxes hold one molecule, at most {MAX_BOX_ANGSTROM:g} Angstrom "
+            "per axis (are the positions in Angstrom?)")
     n_coarse = np.ceil((extent + margin_angstrom) / step_angstrom - 1e-9).astype(int)
     n_coarse = np.maximum(n_coarse, 1)
     lengths_angstrom = n_coarse * step_angstrom - BOX_SHRINK_ANGSTROM
@@ -140,6 +163,25 @@ def box_for_positions(
         upscale=upscale,
     )
     return grid, centred
+
+
+def check_holds(grid: Grid, positions_angstrom: np.ndarray, source: str) -> None:
+    """InputError unless every atom (Angstrom, box frame) lies inside the box of ``grid``."""
+    pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
+    lengths = grid.lengths_angstrom
+    outside = np.any((pos < -1e-6) | (pos > lengths + 1e-6), axis=1)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise InputError(
+            f"{source}: atom {i + 1} at {np.round(pos[i], 3).tolist()} Angstrom lies outside the box "
+            f"{np.round(lengths, 3).tolist()} Angstrom; a box must hold its molecule")
+
+
+def check_margin(margin_angstrom: float) -> float:
+    """The margin (Angstrom) if it is a finite number >= :data:`MIN_MARGIN_ANGSTROM`."""
+    return check_number("margin", margin_angstrom, low=MIN_MARGIN_ANGSTROM,
+                        hint="Angstrom of empty space around the molecule per axis, where its "
+                             "periodic images begin; default 4")
 
 
 def place_in_box(

@@ -14,6 +14,8 @@ where a folder is wanted, and a folder this process can write in (tried by creat
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import tempfile
 import threading
@@ -156,20 +158,97 @@ class CubeDensity:
 
 
 def read_cube(path: str | os.PathLike) -> CubeDensity:
-    """Read a cube file written by rhosr (or any orthorhombic, axis-aligned cube)."""
+    """Read a cube file written by rhosr (or any orthorhombic, axis-aligned cube).
+
+    Validated as it is read, so a damaged file is a one-line error naming it, never a wrong
+    number later: a header with positive mesh counts and finite, axis-aligned, non-zero voxel
+    vectors; exactly as many values as the counts announce (a truncated file says how many
+    are missing); finite atoms and values. The atoms are returned in the box frame (their
+    positions minus the cube's origin), where grid point ``(i, j, k)`` is at
+    ``(i, j, k) * spacing``."""
     from ase.io.cube import read_cube as ase_read_cube
 
+    path = str(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a cube file")
     try:
-        with open(path) as fh:
-            content = ase_read_cube(fh)
+        with open(path, encoding="ascii") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable cube file ({_reason(exc)})") from None
+    lines = text.splitlines()
+    natoms, counts = _check_cube_header(path, lines)
+    n_values = sum(len(line.split()) for line in lines[6 + natoms:])
+    expected = int(np.prod(counts))
+    if n_values != expected:
+        what = "truncated" if n_values < expected else "damaged"
+        raise InputError(f"{path}: {what}: the header announces {' x '.join(map(str, counts))} = "
+                         f"{expected} values, the file holds {n_values}")
+    try:
+        content = ase_read_cube(io.StringIO(text))
     except Exception as exc:
-        raise InputError(f"{path}: not a readable cube file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable cube file ({_reason(exc)})") from None
     rho = np.asarray(content["data"], dtype=float)
+    if rho.ndim != 3:
+        raise InputError(f"{path}: holds {rho.ndim}D data; a density is one value per grid point")
+    if not np.all(np.isfinite(rho)):
+        bad = int(np.count_nonzero(~np.isfinite(rho)))
+        raise InputError(f"{path}: holds {bad} NaN or infinite values")
+    atoms = content["atoms"]
+    atoms.set_positions(atoms.get_positions() - np.asarray(content["origin"]))
     spacing = np.asarray(content["spacing"]) / BOHR_ANGSTROM  # voxel vectors in Bohr
     voxel_volume = abs(float(np.linalg.det(spacing)))
-    return CubeDensity(content["atoms"], rho, voxel_volume)
+    return CubeDensity(atoms, rho, voxel_volume)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _check_cube_header(path: str, lines: list[str]) -> tuple[int, tuple[int, int, int]]:
+    """Atom count and mesh counts of a cube file's header, checked (see :func:`read_cube`)."""
+
+    def numbers(index: int, what: str, size: int) -> list[float]:
+        try:
+            fields = [float(v) for v in lines[index].split()[:size]]
+        except (IndexError, ValueError):
+            fields = []
+        if len(fields) < size:
+            raise InputError(f"{path}: not a readable cube file (line {index + 1} should hold {what})")
+        if not all(np.isfinite(fields)):
+            raise InputError(f"{path}: line {index + 1} ({what}) holds NaN or infinite numbers")
+        return fields
+
+    first = numbers(2, "the atom count and the origin", 4)
+    natoms = first[0]
+    if natoms != int(natoms) or natoms == 0 or len(lines[2].split()) > 4:
+        raise InputError(f"{path}: line 3 should give the number of atoms and the origin "
+                         "(orbital or multi-value cubes are not densities)")
+    if natoms < 0:
+        raise InputError(f"{path}: a negative atom count marks an orbital cube, not a density")
+    natoms = int(natoms)
+    counts, vectors = [], []
+    for axis in range(3):
+        n, *vector = numbers(3 + axis, f"the point count and voxel vector of axis {'xyz'[axis]}", 4)
+        if n != int(n) or n < 1:
+            raise InputError(f"{path}: axis {'xyz'[axis]} has {n:g} points; a count must be a "
+                             "positive integer (Angstrom-unit cubes with negative counts are not "
+                             "supported)")
+        counts.append(int(n))
+        vectors.append(vector)
+    vectors = np.asarray(vectors)
+    diagonal = np.diag(vectors)
+    if np.any(diagonal <= 0) or np.any(np.abs(vectors - np.diag(np.diag(vectors))) > 1e-6 * diagonal.max()):
+        raise InputError(f"{path}: voxel vectors {vectors.tolist()} are not an orthorhombic, "
+                         "axis-aligned mesh with non-zero steps")
+    for i in range(natoms):
+        z = numbers(6 + i, f"atom {i + 1}: number, charge, x, y, z", 5)[0]
+        if z != int(z) or not 1 <= z <= 118:
+            raise InputError(f"{path}: atom {i + 1} has atomic number {z:g}")
+    return natoms, (counts[0], counts[1], counts[2])
 
 
 @dataclass
@@ -193,18 +272,42 @@ class ArrayDensity:
 
 
 def read_density_file(path: str | os.PathLike) -> CubeDensity | ArrayDensity:
-    """A cube file (with atoms and box) or a ``.npy`` array, chosen by the suffix."""
+    """A cube file (with atoms and box, see :func:`read_cube`) or a ``.npy`` array, chosen by
+    the suffix. A ``.npy`` density is validated before its data is read: a float array, 3D
+    (x, y, z) or flat, not empty, as many bytes as its header announces (a truncated file says
+    so), then finite values."""
     if Path(path).suffix.lower() != ".npy":
         return read_cube(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a .npy file")
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version} (rhosr reads 1.0 and 2.0)")
+            shape, _, dtype = read_header(fh)
+            offset = fh.tell()
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npy file ({_reason(exc)})") from None
+    if len(shape) not in (1, 3) or dtype.kind != "f" or dtype.hasobject:
+        raise InputError(f"{path}: a density must be a 3D (x, y, z) or flat float array, "
+                         f"got {dtype} {shape}")
+    if math.prod(shape) == 0:
+        raise InputError(f"{path}: holds an empty array {shape}")
+    expected = math.prod(shape) * dtype.itemsize
+    held = os.path.getsize(path) - offset
+    if held != expected:
+        raise InputError(f"{path}: {'truncated' if held < expected else 'damaged'}: its header "
+                         f"announces {dtype} {shape} = {expected} bytes of data, the file holds {held}")
     try:
         rho = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
-    if rho.ndim not in (1, 3) or not np.issubdtype(rho.dtype, np.floating):
-        raise InputError(f"{path}: a density must be a 3D (x, y, z) or flat float array, "
-                         f"got {rho.dtype} {rho.shape}")
+        raise InputError(f"{path}: not a readable .npy file ({_reason(exc)})") from None
     if not np.all(np.isfinite(rho)):
-        raise InputError(f"{path}: holds NaN or infinite values")
+        bad = int(np.count_nonzero(~np.isfinite(rho)))
+        raise InputError(f"{path}: holds {bad} NaN or infinite values")
     return ArrayDensity(np.asarray(rho, dtype=float))

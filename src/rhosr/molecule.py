@@ -22,6 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from rhosr.checks import check_number
 from rhosr.errors import InputError, RhosrWarning
 
 MIN_DISTANCE_ANGSTROM = 0.5
@@ -85,6 +86,14 @@ def has_basis(symbol: str, basis: str) -> bool:
             return False
 
 
+@functools.cache
+def n_basis_functions(symbol: str, basis: str = LABEL_BASIS) -> int:
+    """Spherical basis functions of one atom of ``symbol`` in ``basis`` (PySCF's library)."""
+    from pyscf.gto import basis as gto_basis
+
+    return sum((2 * shell[0] + 1) * (len(shell[1]) - 1) for shell in gto_basis.load(basis, symbol))
+
+
 def validate(mol: Molecule) -> Molecule:
     """Check a molecule before any calculation; raise InputError with one clear line."""
     symbols = mol.symbols
@@ -107,6 +116,8 @@ def validate(mol: Molecule) -> Molecule:
                 f"{mol.name}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {d:.3f} Angstrom "
                 f"apart (minimum {MIN_DISTANCE_ANGSTROM})"
             )
+    check_number("--charge", mol.charge, integer=True)
+    check_number("--spin", mol.spin, integer=True)
     n = mol.n_valence
     if n <= 0:
         raise InputError(f"{mol.name}: charge {mol.charge} leaves {n} valence electrons")
@@ -115,6 +126,12 @@ def validate(mol: Molecule) -> Molecule:
         raise InputError(
             f"{mol.name}: {n} valence electrons cannot have spin (2S) {mol.spin}{hint}"
         )
+    nao = sum(n_basis_functions(s) for s in symbols)
+    if (n + mol.spin) // 2 > nao:
+        raise InputError(
+            f"{mol.name}: charge {mol.charge} and spin {mol.spin} put {n} valence electrons "
+            f"({(n + mol.spin) // 2} of one spin) in {nao} {LABEL_BASIS.upper()} orbitals; "
+            "each orbital holds one electron of each spin")
     return mol
 
 

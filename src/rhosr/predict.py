@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rhosr.checks import check_number, check_optional
 from rhosr.errors import InputError, RhosrWarning
 from rhosr.grid import Grid, place_in_box
 from rhosr.molecule import Molecule
@@ -72,12 +73,9 @@ def default_memory_budget_gb() -> float:
     available now (Linux ``MemAvailable``; elsewhere half of the physical memory). Boxes whose
     estimated forward pass is larger are predicted in tiles (same result); smaller ones, which
     is nearly every molecule, run whole."""
-    try:
-        with open("/proc/meminfo") as fh:
-            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
-        return 0.5 * kib * 1024 / 1e9
-    except (OSError, StopIteration, ValueError):
-        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    from rhosr.memory import available_bytes
+
+    return 0.5 * available_bytes() / 1e9
 
 
 def element_caveat(meta: dict, symbols) -> str | None:
@@ -99,6 +97,14 @@ def element_caveat(meta: dict, symbols) -> str | None:
     if not parts:
         return None
     return "; ".join(parts) + ": expect larger errors around those atoms"
+
+
+def check_options(tile: int | None = None, rotations: int = 1, max_memory_gb: float | None = None) -> None:
+    """InputError unless ``tile`` (coarse points per axis) is None or >= 1, ``rotations`` is
+    1-24 and ``max_memory_gb`` is None or a positive number (the flags of the same names)."""
+    check_optional("--tile", tile, integer=True, low=1, hint="coarse points per axis")
+    check_number("--rotations", rotations, integer=True, low=1, high=24)
+    check_optional("--max-memory", max_memory_gb, above=0, hint="GB")
 
 
 @dataclass
@@ -127,26 +133,37 @@ def predict(
     rotations: int = 1,
     progress=None,
 ) -> Prediction:
-    """Predict the density of ``mol`` with a model folder or shipped model name."""
+    """Predict the density of ``mol`` with a model folder or shipped model name.
+
+    Refused before any work (InputError): a ``tile`` below 1, ``rotations`` outside 1-24, a
+    ``max_memory_gb`` that is not a positive number, and a box whose estimated memory (the
+    fine-mesh arrays plus one forward pass, tiled when the model allows it) exceeds what the
+    machine has available."""
     from rhosr.inference import estimate_memory_bytes, predict_array, tile_for_memory
 
-    if max_memory_gb is not None and not max_memory_gb > 0:
-        raise InputError(f"--max-memory must be a positive number of GB, got {max_memory_gb:g}")
+    check_options(tile, rotations, max_memory_gb)
     net, meta = load_predictor(model, device)
     caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
     if caveat:
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
+    auto = tile is None and max_memory_gb is None and device == "cpu" and net.local
+    if auto:
+        max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
+    if tile is None and max_memory_gb is not None:
+        if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
+            try:
+                tile = tile_for_memory(net, max_memory_gb * 1e9)
+            except InputError:
+                if not auto:
+                    raise
+                tile = MIN_AUTO_TILE  # not even this fits: the check below says how much is needed
+    _check_memory(net, mol, grid, tile, device)
     t0 = time.perf_counter()
     inputs = net.build_inputs(placed, grid)
     fine = net.build_fine(placed, grid)
     t_sad = time.perf_counter() - t0
-    if tile is None and max_memory_gb is None and device == "cpu" and net.local:
-        max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
-    if tile is None and max_memory_gb is not None:
-        if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
-            tile = tile_for_memory(net, max_memory_gb * 1e9)
     t0 = time.perf_counter()
     density = predict_array(
         net,
@@ -161,6 +178,39 @@ def predict(
     )
     t_model = time.perf_counter() - t0
     return Prediction(density, grid, placed, inputs[0], {"sad_s": t_sad, "model_s": t_model, "tile": tile})
+
+
+MIN_AUTO_TILE = 4
+"""The smallest tile core (coarse points per axis) that memory-driven tiling picks."""
+
+BYTES_PER_FINE_POINT = 32
+"""Memory of the whole-box arrays of a prediction per fine-mesh point, however it is tiled:
+the float32 output of the network, its float64 sum over rotations and rescaled copy, the
+float32 result, and a float64 fine-mesh input where the model takes one."""
+
+
+def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str) -> None:
+    """Refuse a prediction whose estimated memory exceeds what the machine has available."""
+    import math
+
+    from rhosr.inference import estimate_memory_bytes, tile_halo
+    from rhosr.memory import check_fits
+
+    tiled = tile is not None and any(tile < n for n in grid.coarse_mesh)
+    arrays = BYTES_PER_FINE_POINT * math.prod(grid.fine_mesh) + 16 * math.prod(grid.coarse_mesh)
+    forward = estimate_memory_bytes(net, [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh)
+    how = f"tiles of {tile}" if tiled else "whole box"
+    what = f"the prediction of {mol.name} (fine mesh {' x '.join(map(str, grid.fine_mesh))}, {how})"
+    tileable = net.local
+    if device == "cpu":
+        arrays += forward
+        hint = ("tiles bound only the network's share: the fine-mesh density itself must fit" if tileable
+                else "this model uses instance norm and cannot be tiled (a model with norm: none can)")
+    else:
+        check_fits(forward, what, "--max-memory GB picks tiles that fit" if tileable else
+                   "this model uses instance norm and cannot be tiled; try --device cpu", device)
+        hint = "the fine-mesh density is gathered in the machine's memory"
+    check_fits(arrays, what, hint)
 
 
 def predict_density(atoms, model: str | os.PathLike | None = None, **kwargs) -> tuple[np.ndarray, Grid]:

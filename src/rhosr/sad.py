@@ -38,6 +38,10 @@ from rhosr.orbital_density import periodic_factors
 AO_CUTOFF = 1e-7
 """An atomic orbital is dropped where its magnitude falls below this (Bohr^-3/2)."""
 
+BYTES_PER_POINT = 16
+"""Memory of :func:`sad_density` per mesh point: the float64 density and, at most as large, one
+atom's window."""
+
 MAX_RADIUS = 40.0
 """Largest radius (Bohr) an atomic orbital is ever evaluated to."""
 
@@ -130,9 +134,14 @@ def sad_channels(
     whole SAD, so the channels of a molecule made of those elements sum to
     :func:`sad_density`; without, one channel with every atom."""
     from rhosr.grid import BOHR_ANGSTROM
+    from rhosr.memory import check_fits
 
     channels = [None] if elements is None else list(elements)
-    rho = np.zeros((len(channels), *grid.mesh(which)))
+    mesh = grid.mesh(which)
+    check_fits(BYTES_PER_POINT * len(channels) * float(np.prod(mesh, dtype=float)),
+               f"the SAD of {mol.name} on the {which} mesh {' x '.join(map(str, mesh))}",
+               "a smaller --margin needs less")
+    rho = np.zeros((len(channels), *mesh))
     spacing = grid.spacing(which)
     n_raw = 0.0
     for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):

@@ -33,11 +33,15 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from rhosr.checks import check_number
 from rhosr.config import from_dict_strict
 from rhosr.errors import InputError
 from rhosr.model import ModelConfig, build_model, model_config
 
 CONFIG_FOLDER = Path(__file__).parent / "configs"
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16-true", "16", "bf16-mixed", "bf16-true",
+              "bf16", "transformer-engine", "transformer-engine-float16")
+"""Lightning's precision names."""
 
 
 @dataclass
@@ -66,6 +70,9 @@ class TrainConfig:
     val_every_n_epochs: int = 1
     log_every_n_steps: int = 10
 
+    def __post_init__(self):
+        self.check()
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         cfg = from_dict_strict(cls, d, "training config")
@@ -75,6 +82,42 @@ class TrainConfig:
                              f"val_every_n_epochs ({cfg.val_every_n_epochs}) so the last epoch is validated")
         cfg.betas = tuple(cfg.betas)
         return cfg
+
+    def check(self) -> None:
+        """Every key a finite number (or flag, or name) in its sane range, in place; an
+        InputError naming the key otherwise (numbers written as strings are converted)."""
+
+        def number(key, **bounds):
+            value = getattr(self, key)
+            if value is not None or not bounds.pop("optional", False):
+                bounds.pop("optional", None)
+                setattr(self, key, check_number(f"training config: {key}", value, **bounds))
+
+        number("lr", above=0, high=1.0)
+        for key in ("epochs", "batch_size", "accumulate_grad_batches", "checkpoint_every_n_steps",
+                    "val_every_n_epochs", "log_every_n_steps"):
+            number(key, integer=True, low=1)
+        number("warmup_epochs", integer=True, low=0, high=self.epochs)
+        number("warmup_factor", above=0, high=1.0)
+        number("num_workers", integer=True, low=0)
+        number("seed", integer=True, low=0, high=2**32 - 1)
+        number("crop", integer=True, low=1, optional=True)
+        number("crop_halo", integer=True, low=0, optional=True)
+        for key in ("limit_train_batches", "limit_val_batches"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, float) and 0 < value <= 1):
+                number(key, integer=True, low=1, hint="a batch count, or a fraction in (0, 1]")
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise InputError(f"training config: betas must be two numbers, got {self.betas!r}")
+        self.betas = tuple(check_number("training config: betas", b, low=0, high=0.999999)
+                           for b in self.betas)
+        for key in ("augment", "compile"):
+            if not isinstance(getattr(self, key), bool):
+                raise InputError(f"training config: {key} must be true or false, got {getattr(self, key)!r}")
+        self.precision = str(self.precision)
+        if self.precision not in PRECISIONS:
+            raise InputError(f"training config: precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
 
     @classmethod
     def load(cls, name_or_path: str) -> TrainConfig:

@@ -30,9 +30,21 @@ def add_box_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 4 Angstrom, the authors' boxes)")
 
 
+def check_box_arguments(args) -> None:
+    """``--margin`` (where the command has one) checked before anything is read or written
+    (:func:`rhosr.grid.check_margin`)."""
+    from rhosr.grid import check_margin
+
+    if getattr(args, "margin", None) is not None:
+        check_margin(args.margin)
+
+
 def read_molecule_from_args(args):
+    """The molecule of ``MOL``, ``--charge``, ``--spin``, ``--format``, validated, after the box
+    arguments (:func:`check_box_arguments`)."""
     from rhosr.molecule import read_molecule
 
+    check_box_arguments(args)
     return read_molecule(args.mol, charge=args.charge, spin=args.spin, fmt=args.fmt)
 
 

@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from rhosr.checks import check_optional
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.config import get_preset
     from rhosr.dft import run_label
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.io import FORMATS, atomic_write, prepare_output, write_density
 
     report = Reporter(args.quiet)
+    check_optional("--smearing", args.smearing, above=0, high=1.0, hint="a width in Hartree, e.g. 0.01")
     mol = read_molecule_from_args(args)
     prepare_output(args.output, FORMATS, "-o")
     prepare_output(args.json_path, flag="--json")

@@ -31,10 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from rhosr.checks import check_optional
     from rhosr.errors import InputError
     from rhosr.io import read_density_file
     from rhosr.molecule import valence_electrons
 
+    check_optional("--electrons", args.electrons, above=0)
     a, b = read_density_file(args.a), read_density_file(args.b)
     molecule = _from_molecule(args, a.rho, b.rho) if args.molecule is not None else None
     mesh = next((d.rho.shape for d in (b, a) if d.rho.ndim == 3), None) or (molecule or {}).get("mesh")
@@ -53,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     elif molecule is not None:
         symbols, voxel_volume = molecule["symbols"], molecule["voxel_volume"]
     n_e = args.electrons
-    if n_e is not None and not n_e > 0:
-        raise InputError(f"--electrons must be positive, got {n_e:g}")
     if n_e is None and symbols is not None:
         n_e = sum(valence_electrons(s) for s in symbols) - args.charge
     if n_e is not None and n_e <= 0:

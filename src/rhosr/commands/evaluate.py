@@ -50,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.errors import InputError
     from rhosr.evaluation import evaluate_store, write_report
     from rhosr.io import prepare_output_folder
+    from rhosr.predict import check_options
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
+    check_options(args.tile, args.rotations)
     if args.output:  # before any work: a report folder that cannot be made fails now, not at the end
         prepare_output_folder(args.output)
     if args.store:
@@ -88,7 +90,7 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
 
     from rhosr.errors import InputError
     from rhosr.evaluation import evaluate_pair
-    from rhosr.grid import BOHR_ANGSTROM, Grid
+    from rhosr.grid import BOHR_ANGSTROM, Grid, check_holds
     from rhosr.io import read_cube, read_density_file
     from rhosr.molecule import Molecule, valence_electrons
     from rhosr.sad import sad_density
@@ -120,6 +122,7 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
         atoms = ref.atoms
         lengths_bohr = tuple(float(v) for v in atoms.cell.lengths() / BOHR_ANGSTROM)
         grid = Grid(lengths_bohr, tuple(n // 2 for n in ref.rho.shape), 2)
+        check_holds(grid, atoms.get_positions(), str(ref_path))
         n_e = int(round(ref.integral))  # a DFT density integrates to N_e: charged molecules too
         charge = sum(valence_electrons(s) for s in atoms.get_chemical_symbols()) - n_e
         sad = sad_density(Molecule(atoms, charge, name=name), grid, "coarse")

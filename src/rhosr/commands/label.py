@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from rhosr.commands.common import Reporter
+    from rhosr.commands.common import Reporter, check_box_arguments
     from rhosr.config import get_preset
     from rhosr.errors import InputError
     from rhosr.io import prepare_output_folder
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--limit must be >= 0")
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise InputError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
+    check_box_arguments(args)  # before the store records the margin
     preset = get_preset(args.preset)
     prepare_output_folder(args.store, "--store")  # before reading a source or starting workers
     items = read_source(args.source, args.split, args.charge, args.spin, args.limit)

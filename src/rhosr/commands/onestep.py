@@ -81,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from rhosr.commands.common import read_molecule_from_args
     from rhosr.config import get_preset
     from rhosr.density_checks import checked_density
+    from rhosr.dft.cell import check_memory_fits
     from rhosr.dft.onestep import make_fine_mesh_scf, one_step
     from rhosr.errors import InputError
+    from rhosr.grid import FINE_KE_CUTOFF, place_in_box
     from rhosr.io import prepare_output
 
     report = Reporter(args.quiet)
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     prepare_output(args.molden, flag="--molden")
     if mol.spin:
         raise InputError("one-step DFT needs a closed shell (--spin 0)")
+    preset = get_preset(args.preset)
+    if not args.model:  # before predicting or reading the density (a model places it in its own box)
+        check_memory_fits(*place_in_box(mol, 2, args.margin), FINE_KE_CUTOFF, preset.basis)
     placed, grid, rho, source = density_for(args, mol, report)
     rho, notes = checked_density(
         rho, grid.fine_mesh, grid.voxel_volume("fine"), mol.n_valence, args.renormalize, source
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         report(f"note: {note}")
     t0 = time.perf_counter()
-    mf = make_fine_mesh_scf(placed, grid, get_preset(args.preset))
+    mf = make_fine_mesh_scf(placed, grid, preset)
     result = one_step(mf, rho)
     seconds = time.perf_counter() - t0
     out = {"molecule": mol.name, "density": source, "seconds": seconds, "notes": notes, **result.to_dict()}

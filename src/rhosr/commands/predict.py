@@ -106,14 +106,16 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from rhosr.errors import InputError
-    from rhosr.io import write_density
+    from rhosr.io import read_density_file, write_density
     from rhosr.molecule import read_molecule
-    from rhosr.predict import load_predictor, model_folder, predict
+    from rhosr.predict import check_options, load_predictor, model_folder, predict
 
     report = Reporter(args.quiet)
+    check_options(args.tile, args.rotations, args.max_memory)
     if args.reference and len(args.mols) > 1:
         raise InputError("--reference compares one molecule; give a single MOL")
     mols = [read_molecule(spec, charge=args.charge, spin=args.spin) for spec in args.mols]
+    reference = read_density_file(args.reference) if args.reference else None  # a bad file fails now
     targets = _targets(args, [m.name for m in mols])
     folder = model_folder(args.model)
     net, meta = load_predictor(folder, args.device)
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         if args.reference:
-            _compare(args, mol, result, target)
+            _compare(args, mol, result, target, reference)
         elif args.png:
             _pictures(result, target)
         if args.html:
@@ -196,15 +198,15 @@ def _pictures(result, target: Path, reference=None) -> None:
     slices_png(target.with_name(target.stem + "_slices.png"), panels, result.grid, atoms)
 
 
-def _compare(args, mol, result, target: Path) -> None:
+def _compare(args, mol, result, target: Path, ref) -> None:
+    """Err_rho of the model and the SAD against ``ref`` (a cube, or a bare .npy on the same fine
+    mesh, read by :func:`rhosr.io.read_density_file`)."""
     import numpy as np
 
     from rhosr.errors import InputError
-    from rhosr.io import read_density_file
     from rhosr.metrics import err_rho
     from rhosr.sad import sad_density
 
-    ref = read_density_file(args.reference)  # a cube, or a bare .npy on the same fine mesh
     if ref.atoms is None:
         ref = ref.on_mesh(result.density.shape, args.reference)
     if ref.rho.shape != result.density.shape or (ref.atoms is not None and not np.allclose(

@@ -39,13 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import re
+
     from rhosr.errors import InputError
     from rhosr.train import TrainConfig, train
 
     config = TrainConfig.load(args.config)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
-    if devices == 0:
-        raise InputError("--devices must be >= 1 (or 'auto', or a list of device ids like 0,1)")
+    if devices == 0 or not re.fullmatch(r"auto|-1|\d+|\d+(,\d+)*,?", str(devices)):
+        raise InputError(f"--devices must be >= 1, 'auto', -1 (all) or a list of device ids like 0,1; "
+                         f"got {args.devices!r}")
+    _check_names(args.accelerator, args.strategy)
     if args.num_nodes < 1:
         raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}")
     if args.max_steps < -1 or args.max_steps == 0:
@@ -57,3 +61,19 @@ def run(args: argparse.Namespace) -> int:
     summary = f"best validation Err_rho {float(best):.3f} % " if best is not None else ""
     print(f"trained to step {result['global_step']}; {summary}-> {args.out}/best")
     return 0
+
+
+def _check_names(accelerator: str, strategy: str) -> None:
+    """``--accelerator`` and ``--strategy`` must be names Lightning knows (checked now, not after
+    the data is loaded)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from rhosr.errors import InputError
+
+    accelerators = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    if accelerator not in accelerators:
+        raise InputError(f"--accelerator must be one of {', '.join(accelerators)}, got {accelerator!r}")
+    if strategy != "auto" and strategy not in StrategyRegistry.available_strategies():
+        raise InputError(f"--strategy must be auto or one of Lightning's (ddp, ddp_spawn, fsdp, ...), "
+                         f"got {strategy!r}")

@@ -27,7 +27,7 @@ def density_on_mesh(
     ``MultiGridNumInt2`` (band-limited to the mesh, ~35x faster, ~0.003% from exact).
     ``progress``, if given, is called with the fraction done.
     """
-    cell = build_cell(mol, grid, FINE_KE_CUTOFF, basis=basis)
+    cell = build_cell(mol, grid, FINE_KE_CUTOFF, basis=basis, check_memory=False)  # checked with the SCF
     if tuple(cell.mesh) != grid.fine_mesh:
         raise AssertionError(f"cell mesh {cell.mesh} differs from the fine mesh {grid.fine_mesh}")
     dm = np.asarray(dm)
