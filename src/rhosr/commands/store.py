@@ -1,4 +1,5 @@
-"""``rhosr store``: inspect a dataset store (``info``) and export an entry (``export``)."""
+"""``rhosr store``: inspect a dataset store (``info``), export an entry (``export``), pack and
+unpack labelled molecules (``pack``, ``unpack``: see ``rhosr.commands.store_pack``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import argparse
 
 DESCRIPTION = """\
 rhosr store info PATH            counts per split, failures, disk size, preset
-rhosr store export PATH ID -o x.cube [--what label|sad|sad_atrocious]"""
+rhosr store export PATH ID -o x.cube [--what label|sad|sad_atrocious]
+rhosr store pack PATH -o PACK [--split S] [--limit N] [--shard-mb MB]
+rhosr store unpack PACK [PACK ...] --store STORE [--workers W]"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from rhosr.commands import store_pack
+
     sub = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="summary of a store")
     info.add_argument("path", help="store folder")
@@ -21,13 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("-o", "--output", required=True, help=".cube or .npy")
     export.add_argument("--what", choices=("label", "sad", "sad_atrocious"), default="label",
                         help="which density (default label, on the fine mesh)")
+    store_pack.add_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from rhosr.commands import store_pack
     from rhosr.store import DatasetStore
 
+    if args.store_command in ("pack", "unpack"):
+        return getattr(store_pack, f"run_{args.store_command}")(args)
     store = DatasetStore.open(args.path)
     if args.store_command == "info":
         info = store.info()
