@@ -1,0 +1,196 @@
+"""Packs: pack -> unpack round trip on a real tiny store, resumable, and refusals of bad packs."""
+
+import hashlib
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from rhosr.grid import Grid
+from rhosr.metrics import err_rho
+from rhosr.packs import PACK_FORMAT, make_record, orbitals_from_dm, parse_record, read_pack
+from rhosr.store import DatasetStore
+
+ROUND_TRIP_PERCENT = 1e-4
+"""Largest Err_rho (percent) of a rebuilt label from the stored one (issue H, point 3)."""
+
+
+@pytest.fixture(scope="module")
+def pack_file(tiny_store, tmp_path_factory):
+    """A pack of the whole tiny store (3 molecules, tiny preset), written by the CLI."""
+    from rhosr.cli import main
+
+    path = tmp_path_factory.mktemp("pack") / "tiny.tar"
+    assert main(["store", "pack", str(tiny_store), "-o", str(path)]) == 0
+    return path
+
+
+def _rewrite(src, dst, manifest_edit=None, record_edit=None):
+    """Copy a pack, changing its manifest and/or one record (checksums kept consistent)."""
+    with tarfile.open(src) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+    manifest = json.loads(members.pop("manifest.json"))
+    if record_edit is not None:
+        entry_id, data = record_edit(members)
+        members[f"molecules/{entry_id}.npz"] = data
+        for mol in manifest["molecules"]:
+            if mol["id"] == entry_id:
+                mol["bytes"], mol["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    if manifest_edit is not None:
+        manifest_edit(manifest)
+    with tarfile.open(dst, "w") as tar:
+        for name, data in [("manifest.json", json.dumps(manifest).encode()), *members.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def _assert_refused(run_cli, pack, store, *words):
+    code, _, err = run_cli("store", "unpack", pack, "--store", store, "--workers", "0")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rhosr store: error:"), err
+    for word in words:
+        assert word in lines[0], err
+    assert not (store / "entries").exists() or not any((store / "entries").iterdir())
+
+
+def test_orbitals_from_dm_rebuilds_a_low_rank_matrix():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(30, 4))
+    dm = 2.0 * c @ c.T
+    vectors, weights = orbitals_from_dm(dm)
+    assert len(weights) == 4
+    np.testing.assert_allclose((vectors * weights) @ vectors.T, dm, atol=1e-12)
+
+
+def test_pack_unpack_round_trip_equals_store(tiny_store, pack_file, tmp_path, run_cli):
+    code, _, err = run_cli("store", "unpack", pack_file, "--store", tmp_path / "rebuilt", "--workers", "0")
+    assert code == 0, err
+    original, rebuilt = DatasetStore.open(tiny_store), DatasetStore.open(tmp_path / "rebuilt")
+    assert rebuilt.entry_ids() == original.entry_ids()
+    assert rebuilt.info()["per_split"] == original.info()["per_split"]
+    assert rebuilt.meta["preset"] == original.meta["preset"]
+    assert rebuilt.meta["margin_angstrom"] == original.meta["margin_angstrom"]
+    for entry_id in original.entry_ids():
+        a = original.read_entry(entry_id, ("sad", "label", "dm"))
+        b = rebuilt.read_entry(entry_id, ("sad", "label", "dm"))
+        grid = Grid.from_dict(a.meta["grid"])
+        n_e = a.meta["n_electrons"]
+        assert err_rho(b.label, a.label, grid.voxel_volume(), n_e) < ROUND_TRIP_PERCENT
+        assert b.label.sum() * grid.voxel_volume() == pytest.approx(n_e, rel=1e-6)
+        np.testing.assert_array_equal(b.sad, a.sad)
+        np.testing.assert_allclose(b.dm, a.dm, atol=1e-6)
+        assert {k: v for k, v in b.meta.items() if k != "unpacked"} == a.meta
+
+
+def test_pack_is_deterministic_and_verifiable(tiny_store, pack_file, tmp_path, run_cli):
+    code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "again.tar")
+    assert code == 0, err
+    assert (tmp_path / "again.tar").read_bytes() == pack_file.read_bytes()
+    pack = read_pack(pack_file)
+    assert pack.manifest["rhosr_pack"] == PACK_FORMAT
+    assert set(pack.manifest["basis"]["data"]) == {"F", "H", "O"}
+    assert list(pack.records) == DatasetStore.open(tiny_store).entry_ids()
+
+
+def test_pack_split_limit_and_shards(tiny_store, tmp_path, run_cli):
+    code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "train.tar", "--split", "train",
+                           "--limit", "1")
+    assert code == 0, err
+    assert len(read_pack(tmp_path / "train.tar").records) == 1
+    code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "shards", "--shard-mb", "0.001")
+    assert code == 0, err
+    shards = sorted((tmp_path / "shards").glob("part-*.tar"))
+    assert len(shards) == 3
+    code, _, err = run_cli("store", "unpack", tmp_path / "shards", "--store", tmp_path / "s", "--workers", "0")
+    assert code == 0, err
+    assert DatasetStore.open(tmp_path / "s").entry_ids() == DatasetStore.open(tiny_store).entry_ids()
+
+
+def test_unpack_resumes_after_interrupt_and_is_idempotent(pack_file, tmp_path, run_cli, monkeypatch):
+    import rhosr.packs
+
+    rebuild = rhosr.packs.rebuild_entry
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return rebuild(*args, **kwargs)
+
+    monkeypatch.setattr(rhosr.packs, "rebuild_entry", interrupted)
+    store = tmp_path / "store"
+    code, _, _ = run_cli("store", "unpack", pack_file, "--store", store, "--workers", "0")
+    assert code == 130
+    assert len(DatasetStore.open(store).entry_ids()) == 1
+    assert not any((store / ".tmp").iterdir())
+    monkeypatch.setattr(rhosr.packs, "rebuild_entry", rebuild)
+    code, _, err = run_cli("store", "unpack", pack_file, "--store", store, "--workers", "0")
+    assert code == 0 and "1 already in the store" in err and "rebuilt 2" in err, err
+    first = store / "entries" / DatasetStore.open(store).entry_ids()[0] / "zarr.json"
+    stamp = first.stat().st_mtime_ns
+    code, _, err = run_cli("store", "unpack", pack_file, "--store", store, "--workers", "0")
+    assert code == 0 and "3 already in the store" in err, err
+    assert first.stat().st_mtime_ns == stamp
+    assert len(DatasetStore.open(store).entry_ids()) == 3
+
+
+def test_unpack_truncated_pack_names_the_molecule(pack_file, tmp_path, run_cli):
+    with tarfile.open(pack_file) as tar:
+        last = [m for m in tar.getmembers() if m.name.startswith("molecules/")][-1]
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(pack_file.read_bytes()[: last.offset_data + last.size // 2])
+    _assert_refused(run_cli, cut, tmp_path / "store", last.name.split("/")[1][:-4], "truncated")
+
+
+def test_unpack_tampered_record_fails_its_checksum(pack_file, tmp_path, run_cli):
+    with tarfile.open(pack_file) as tar:
+        member = [m for m in tar.getmembers() if m.name.startswith("molecules/")][0]
+    data = bytearray(pack_file.read_bytes())
+    data[member.offset_data + member.size // 2] ^= 0xFF
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    _assert_refused(run_cli, bad, tmp_path / "store", member.name.split("/")[1][:-4], "checksum")
+
+
+def test_unpack_refuses_a_newer_format(pack_file, tmp_path, run_cli):
+    newer = _rewrite(pack_file, tmp_path / "newer.tar",
+                     manifest_edit=lambda m: m.update(rhosr_pack=PACK_FORMAT + 1))
+    _assert_refused(run_cli, newer, tmp_path / "store", "newer", "upgrade rhosr")
+
+
+def test_unpack_refuses_mixed_presets(tiny_store, pack_file, tmp_path, run_cli):
+    def relabel(members):
+        name = sorted(members)[0]
+        record = parse_record(members[name])
+        record.meta["preset"] = {**record.meta["preset"], "name": "fast", "scf_ke_cutoff": 100.0}
+        from rhosr.store import Entry
+
+        entry = Entry(record.meta, label=np.zeros((8, 8, 8)), dm=record.density_matrix())
+        return record.id, make_record(entry)
+
+    mixed = _rewrite(pack_file, tmp_path / "mixed.tar", record_edit=relabel)
+    first_id = DatasetStore.open(tiny_store).entry_ids()[0]
+    _assert_refused(run_cli, mixed, tmp_path / "store", first_id, "mixed presets")
+    from rhosr.config import get_preset
+
+    other = DatasetStore.create(tmp_path / "fast_store", get_preset("fast").to_dict(), margin_angstrom=3.0)
+    _assert_refused(run_cli, pack_file, other.path, "preset")
+
+
+def test_unpack_not_a_pack_is_a_one_line_error(tmp_path, run_cli, water_xyz):
+    _assert_refused(run_cli, water_xyz, tmp_path / "store", "not a rhosr pack")
+    _assert_refused(run_cli, tmp_path / "missing.tar", tmp_path / "store", "no such pack")
+
+
+@pytest.mark.slow
+def test_unpack_on_dask_workers(tiny_store, pack_file, tmp_path, run_cli):
+    code, _, err = run_cli("store", "unpack", pack_file, "--store", tmp_path / "d", "--workers", "2",
+                           "--threads-per-worker", "1")
+    assert code == 0, err
+    assert DatasetStore.open(tmp_path / "d").entry_ids() == DatasetStore.open(tiny_store).entry_ids()
