@@ -47,7 +47,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -168,8 +170,9 @@ def pack_ids(store: DatasetStore, split: str | None = None, limit: int | None = 
     return ids if limit is None else ids[:limit]
 
 
-def iter_records(store: DatasetStore, ids: list[str]) -> Iterator[tuple[str, str, bytes]]:
-    """``(id, split, record bytes)`` of each entry, read from the store."""
+def iter_records(store: DatasetStore, ids: list[str],
+                 progress: Callable[[str], None] | None = None) -> Iterator[tuple[str, str, bytes]]:
+    """``(id, split, record bytes)`` of each entry, read from the store; ``progress(id)`` after each."""
     preset = _settings(store.meta["preset"])
     for entry_id in ids:
         entry = store.read_entry(entry_id, arrays=("label", "dm"))
@@ -179,7 +182,10 @@ def iter_records(store: DatasetStore, ids: list[str]) -> Iterator[tuple[str, str
             name = (entry.meta.get("preset") or {}).get("name")
             raise InputError(f"{store.path}: molecule {entry_id} was labelled with preset {name!r}, "
                              f"the store says {preset['name']!r}")
-        yield entry_id, entry.meta.get("split", ""), make_record(entry)
+        record = make_record(entry)
+        if progress is not None:
+            progress(entry_id)
+        yield entry_id, entry.meta.get("split", ""), record
 
 
 def write_pack(path: str | os.PathLike, store_meta: dict, records: list[tuple[str, str, bytes]],
@@ -222,37 +228,45 @@ def pack_store(store_path: str | os.PathLike, output: str | os.PathLike, split: 
     if not ids:
         raise InputError(f"{store_path}: no entries to pack" + (f" in split {split!r}" if split else ""))
     output = Path(output)
-    if shard_mb is not None:
-        if shard_mb <= 0:
-            raise InputError(f"--shard-mb must be > 0, got {shard_mb}")
-        if output.exists() and not output.is_dir():
-            raise InputError(f"{output}: exists and is not a folder (with --shard-mb, -o is a folder)")
-        output.mkdir(parents=True, exist_ok=True)
+    if shard_mb is None:
+        if output.is_dir():
+            raise InputError(f"{output}: is a folder; give a file name (or --shard-mb for shards)")
+        records = list(iter_records(store, ids, progress))
+        write_pack(output, store.meta, records, _symbols(store, ids))
+        return [output]
+    if shard_mb <= 0:
+        raise InputError(f"--shard-mb must be > 0, got {shard_mb}")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: exists and is not a folder (with --shard-mb, -o is a folder)")
+    output.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".packing-", dir=output))
+    try:
+        names = []
+        for shard in _shards(iter_records(store, ids, progress), shard_mb * 1e6):
+            names.append(f"part-{len(names):04d}.tar")
+            write_pack(staging / names[-1], store.meta, shard, _symbols(store, [i for i, *_ in shard]))
         for old in output.glob("part-*.tar"):  # a re-pack replaces the whole set of shards
             old.unlink()
-    elif output.is_dir():
-        raise InputError(f"{output}: is a folder; give a file name (or --shard-mb for shards)")
-    written: list[Path] = []
+        for name in names:
+            os.replace(staging / name, output / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [output / name for name in names]
+
+
+def _shards(records: Iterator[tuple[str, str, bytes]], max_bytes: float) -> Iterator[list]:
     shard: list[tuple[str, str, bytes]] = []
-    symbols: list[str] = []
-
-    def flush() -> None:
-        target = output / f"part-{len(written):04d}.tar" if shard_mb is not None else output
-        write_pack(target, store.meta, shard, symbols)
-        written.append(target)
-        shard.clear()
-        symbols.clear()
-
-    for entry_id, entry_split, data in iter_records(store, ids):
-        shard.append((entry_id, entry_split, data))
-        symbols.extend(store.entry_meta(entry_id)["symbols"])
-        if progress is not None:
-            progress(entry_id)
-        if shard_mb is not None and sum(len(d) for *_, d in shard) >= shard_mb * 1e6:
-            flush()
+    for record in records:
+        shard.append(record)
+        if sum(len(d) for *_, d in shard) >= max_bytes:
+            yield shard
+            shard = []
     if shard:
-        flush()
-    return written
+        yield shard
+
+
+def _symbols(store: DatasetStore, ids: list[str]) -> list[str]:
+    return [s for i in ids for s in store.entry_meta(i)["symbols"]]
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -263,11 +277,13 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 # -- reading and verifying ------------------------------------------------------------------------
 def pack_files(paths: list[str | os.PathLike]) -> list[Path]:
-    """Pack files of the given files and folders (a folder: its ``*.tar`` files, recursively)."""
+    """Pack files of the given files and folders (a folder: its ``*.tar`` files, recursively,
+    outside hidden folders such as a packer's staging folder)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("*.tar"))
+            found = sorted(f for f in p.rglob("*.tar")
+                           if not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 raise InputError(f"{p}: no pack files (*.tar) in this folder")
             out.extend(found)
