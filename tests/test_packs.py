@@ -102,6 +102,15 @@ def test_pack_split_limit_and_shards(tiny_store, tmp_path, run_cli):
                            "--limit", "1")
     assert code == 0, err
     assert len(read_pack(tmp_path / "train.tar").records) == 1
+    ids = DatasetStore.open(tiny_store).entry_ids()
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps(ids[1:]))
+    code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "ids.tar", "--ids", ids_file)
+    assert code == 0, err
+    assert list(read_pack(tmp_path / "ids.tar").records) == ids[1:]
+    ids_file.write_text(json.dumps(["nope"]))
+    code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "x.tar", "--ids", ids_file)
+    assert code == 2 and "nope" in err and not (tmp_path / "x.tar").exists(), err
     code, _, err = run_cli("store", "pack", tiny_store, "-o", tmp_path / "shards", "--shard-mb", "0.001")
     assert code == 0, err
     shards = sorted((tmp_path / "shards").glob("part-*.tar"))

@@ -164,10 +164,34 @@ def element_data(symbols: list[str], basis: str, pseudo: str) -> dict:
             "pseudo": {"name": pseudo, "data": {s: gto.format_pseudo({s: pseudo})[s] for s in elements}}}
 
 
-def pack_ids(store: DatasetStore, split: str | None = None, limit: int | None = None) -> list[str]:
-    """The entries a pack of ``store`` holds: sorted IDs, of ``split`` if given, the first ``limit``."""
-    ids = store.entry_ids(split)
-    return ids if limit is None else ids[:limit]
+def pack_ids(store: DatasetStore, split: str | None = None, limit: int | None = None,
+             ids: list[str] | None = None) -> list[str]:
+    """The entries a pack of ``store`` holds: ``ids`` (all must be in the store) or all, sorted,
+    of ``split`` if given, the first ``limit``."""
+    if ids is None:
+        chosen = store.entry_ids(split)
+    else:
+        missing = [i for i in ids if not store.has(i)]
+        if missing:
+            raise InputError(f"{store.path}: {len(missing)} of the listed molecules are not in the store "
+                             f"(first: {missing[0]})")
+        chosen = sorted(i for i in set(ids) if split is None or store.entry_meta(i)["split"] == split)
+    return chosen if limit is None else chosen[:limit]
+
+
+def read_ids(path: str | os.PathLike) -> list[str]:
+    """Entry IDs from a JSON list (a run's ``train_ids.json``) or a text file, one per line."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        ids = json.loads(text)
+    except ValueError:
+        ids = text.split()
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InputError(f"{path}: expected a JSON list of entry IDs or one ID per line")
+    return ids
 
 
 def iter_records(store: DatasetStore, ids: list[str],
@@ -217,14 +241,14 @@ def write_pack(path: str | os.PathLike, store_meta: dict, records: list[tuple[st
 
 def pack_store(store_path: str | os.PathLike, output: str | os.PathLike, split: str | None = None,
                limit: int | None = None, shard_mb: float | None = None,
-               progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Pack a store's entries (of ``split``, the first ``limit``) into ``output``.
+               progress: Callable[[str], None] | None = None, ids: list[str] | None = None) -> list[Path]:
+    """Pack a store's entries (``ids`` or all; of ``split``; the first ``limit``) into ``output``.
 
     Without ``shard_mb`` one file; with it, ``output`` is a folder of files
     ``part-0000.tar``, ... of about ``shard_mb`` MB each. Returns the files written.
     """
     store = DatasetStore.open(store_path)
-    ids = pack_ids(store, split, limit)
+    ids = pack_ids(store, split, limit, ids)
     if not ids:
         raise InputError(f"{store_path}: no entries to pack" + (f" in split {split!r}" if split else ""))
     output = Path(output)

@@ -8,7 +8,7 @@ import argparse
 DESCRIPTION = """\
 rhosr store info PATH            counts per split, failures, disk size, preset
 rhosr store export PATH ID -o x.cube [--what label|sad|sad_atrocious]
-rhosr store pack PATH -o PACK [--split S] [--limit N] [--shard-mb MB]
+rhosr store pack PATH -o PACK [--split S] [--limit N] [--ids FILE] [--shard-mb MB]
 rhosr store unpack PACK [PACK ...] --store STORE [--workers W]"""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-rhosr store pack STORE -o PACK [--split S] [--limit N] [--shard-mb MB]
+rhosr store pack STORE -o PACK [--split S] [--limit N] [--ids FILE] [--shard-mb MB]
 rhosr store unpack PACK [PACK ...] --store STORE [--workers W]"""
 
 
@@ -19,6 +19,8 @@ def add_arguments(sub) -> None:
     pack.add_argument("--split", choices=("train", "validation", "test"), default=None,
                       help="only this split (default all)")
     pack.add_argument("--limit", type=int, default=None, help="at most this many (sorted by ID)")
+    pack.add_argument("--ids", default=None, metavar="FILE",
+                      help="only these entries: a JSON list (a run's train_ids.json) or one ID a line")
     pack.add_argument("--shard-mb", type=float, default=None, metavar="MB",
                       help="write shards of about MB megabytes into the folder -o")
     unpack = sub.add_parser("unpack", help="rebuild store entries from packs (no SCF; resumable)")
@@ -35,17 +37,18 @@ def run_pack(args: argparse.Namespace) -> int:
 
     from rhosr.commands.common import Reporter
     from rhosr.errors import InputError
-    from rhosr.packs import pack_ids, pack_store
+    from rhosr.packs import pack_ids, pack_store, read_ids
     from rhosr.store import DatasetStore
 
     report = Reporter()
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
-    total = len(pack_ids(DatasetStore.open(args.path), args.split, args.limit))
+    ids = read_ids(args.ids) if args.ids else None
+    total = len(pack_ids(DatasetStore.open(args.path), args.split, args.limit, ids))
     bar = tqdm(total=total, unit="mol", desc="packing", dynamic_ncols=True)
     try:
         files = pack_store(args.path, args.output, args.split, args.limit, args.shard_mb,
-                           progress=lambda _: bar.update(1))
+                           progress=lambda _: bar.update(1), ids=ids)
     finally:
         bar.close()
     size = sum(f.stat().st_size for f in files)
