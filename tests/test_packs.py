@@ -61,10 +61,10 @@ def _assert_refused(run_cli, pack, store, *words):
 def test_orbitals_from_dm_rebuilds_a_low_rank_matrix():
     rng = np.random.default_rng(0)
     c = rng.normal(size=(30, 4))
-    dm = 2.0 * c @ c.T
-    vectors, weights = orbitals_from_dm(dm)
-    assert len(weights) == 4
-    np.testing.assert_allclose((vectors * weights) @ vectors.T, dm, atol=1e-12)
+    for dm, rank in ((2.0 * c @ c.T, 4), (c @ c.T + c[:, :3] @ c[:, :3].T, 4)):  # closed, open shell
+        vectors, weights = orbitals_from_dm(dm)
+        assert len(weights) == rank
+        np.testing.assert_allclose((vectors * weights) @ vectors.T, dm, atol=1e-12)
 
 
 def test_pack_unpack_round_trip_equals_store(tiny_store, pack_file, tmp_path, run_cli):
@@ -189,6 +189,12 @@ def test_unpack_refuses_mixed_presets(tiny_store, pack_file, tmp_path, run_cli):
     mixed = _rewrite(pack_file, tmp_path / "mixed.tar", record_edit=relabel)
     first_id = DatasetStore.open(tiny_store).entry_ids()[0]
     _assert_refused(run_cli, mixed, tmp_path / "store", first_id, "mixed presets")
+    wider = _rewrite(pack_file, tmp_path / "wider.tar",
+                     manifest_edit=lambda m: m["store"].update(margin_angstrom=4))
+    code, _, err = run_cli("store", "unpack", pack_file, wider, "--store", tmp_path / "store",
+                           "--workers", "0")
+    assert code == 2 and "wider.tar: molecule" in err and "mixed presets" in err, err
+    assert not (tmp_path / "store").exists()
     from rhosr.config import get_preset
 
     other = DatasetStore.create(tmp_path / "fast_store", get_preset("fast").to_dict(), margin_angstrom=3.0)

@@ -399,12 +399,11 @@ def read_packs(paths: list[str | os.PathLike]) -> list[Pack]:
     packs = [read_pack(p) for p in pack_files(paths)]
     first = packs[0]
     for pack in packs[1:]:
-        for key, a, b in (("preset", first.manifest["preset"], pack.manifest["preset"]),
-                          ("store settings", first.manifest["store"], pack.manifest["store"])):
-            if _settings(a) != _settings(b):
-                name = next(iter(pack.records), "(none)")
-                raise InputError(f"{pack.path}: molecule {name}: {key} differ from {first.path}'s "
-                                 "(mixed presets); unpack it into another store")
+        if (_settings(first.manifest["preset"]) != _settings(pack.manifest["preset"])
+                or first.manifest["store"] != pack.manifest["store"]):
+            name = next(iter(pack.records), "(none)")
+            raise InputError(f"{pack.path}: molecule {name}: preset or box settings differ from those "
+                             f"of {first.path} (mixed presets); unpack it into another store")
     return packs
 
 
