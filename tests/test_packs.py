@@ -212,3 +212,19 @@ def test_unpack_on_dask_workers(tiny_store, pack_file, tmp_path, run_cli):
                            "--threads-per-worker", "1")
     assert code == 0, err
     assert DatasetStore.open(tmp_path / "d").entry_ids() == DatasetStore.open(tiny_store).entry_ids()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("pack", "STORE", "-o", "OUT/p.tar", "--limit", "0"), "--limit must be >= 1"),
+    (("pack", "STORE", "-o", "OUT/p", "--shard-mb", "0"), "--shard-mb must be > 0"),
+    (("pack", "STORE", "-o", "OUT/p.tar", "--split", "test"), "no entries to pack in split 'test'"),
+    (("unpack", "PACK", "--store", "OUT/s", "--workers", "-1"), "--workers must be >= 0"),
+])
+def test_store_pack_options_out_of_range_are_one_line_errors(argv, message, tiny_store, pack_file, tmp_path,
+                                                             run_cli):
+    names = {"STORE": str(tiny_store), "PACK": str(pack_file)}
+    argv = [names.get(a, a.replace("OUT", str(tmp_path))) for a in argv]
+    code, _, err = run_cli("store", *argv)
+    assert code == 2 and err.strip() == f"rhosr store: error: {err.strip().split('error: ', 1)[1]}", err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())

@@ -251,17 +251,11 @@ def pack_store(store_path: str | os.PathLike, output: str | os.PathLike, split: 
     ids = pack_ids(store, split, limit, ids)
     if not ids:
         raise InputError(f"{store_path}: no entries to pack" + (f" in split {split!r}" if split else ""))
-    output = Path(output)
+    output = check_pack_output(output, shard_mb)
     if shard_mb is None:
-        if output.is_dir():
-            raise InputError(f"{output}: is a folder; give a file name (or --shard-mb for shards)")
         records = list(iter_records(store, ids, progress))
         write_pack(output, store.meta, records, _symbols(store, ids))
         return [output]
-    if shard_mb <= 0:
-        raise InputError(f"--shard-mb must be > 0, got {shard_mb}")
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output}: exists and is not a folder (with --shard-mb, -o is a folder)")
     output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".packing-", dir=output))
     try:
@@ -276,6 +270,23 @@ def pack_store(store_path: str | os.PathLike, output: str | os.PathLike, split: 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [output / name for name in names]
+
+
+def check_pack_output(output: str | os.PathLike, shard_mb: float | None = None) -> Path:
+    """Check where a pack goes before any work: a file (its folder must exist), or with
+    ``shard_mb`` a folder."""
+    output = Path(output)
+    if shard_mb is None:
+        if output.is_dir():
+            raise InputError(f"{output}: is a folder; give a file name (or --shard-mb for shards)")
+        if not output.parent.is_dir():
+            raise InputError(f"{output}: folder {output.parent} does not exist")
+    else:
+        if not shard_mb > 0:
+            raise InputError(f"--shard-mb must be > 0, got {shard_mb:g}")
+        if output.exists() and not output.is_dir():
+            raise InputError(f"{output}: exists and is not a folder (with --shard-mb, -o is a folder)")
+    return output
 
 
 def _shards(records: Iterator[tuple[str, str, bytes]], max_bytes: float) -> Iterator[list]:

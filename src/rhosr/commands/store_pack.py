@@ -37,14 +37,18 @@ def run_pack(args: argparse.Namespace) -> int:
 
     from rhosr.commands.common import Reporter
     from rhosr.errors import InputError
-    from rhosr.packs import pack_ids, pack_store, read_ids
+    from rhosr.packs import check_pack_output, pack_ids, pack_store, read_ids
     from rhosr.store import DatasetStore
 
     report = Reporter()
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
+    check_pack_output(args.output, args.shard_mb)
     ids = read_ids(args.ids) if args.ids else None
     total = len(pack_ids(DatasetStore.open(args.path), args.split, args.limit, ids))
+    if not total:
+        where = f" in split {args.split!r}" if args.split else ""
+        raise InputError(f"{args.path}: no entries to pack{where}")
     bar = tqdm(total=total, unit="mol", desc="packing", dynamic_ncols=True)
     try:
         files = pack_store(args.path, args.output, args.split, args.limit, args.shard_mb,
