@@ -10,7 +10,15 @@ import pytest
 
 from rhosr.grid import Grid
 from rhosr.metrics import err_rho
-from rhosr.packs import PACK_FORMAT, make_record, orbitals_from_dm, parse_record, read_pack
+from rhosr.packs import (
+    PACK_FORMAT,
+    PROBE_STRIDE,
+    make_record,
+    orbitals_from_dm,
+    parse_record,
+    read_pack,
+    write_pack,
+)
 from rhosr.store import DatasetStore
 
 ROUND_TRIP_PERCENT = 1e-4
@@ -228,3 +236,51 @@ def test_store_pack_options_out_of_range_are_one_line_errors(argv, message, tiny
     assert code == 2 and err.strip() == f"rhosr store: error: {err.strip().split('error: ', 1)[1]}", err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.iterdir())
+
+
+
+def _copies(pack_file, dst, n):
+    """A pack with ``n`` renamed copies of each molecule of ``pack_file`` (more work to kill)."""
+    from rhosr.store import Entry
+
+    records = read_pack(pack_file).records
+    copies = []
+    for entry_id, data in records.items():
+        record = parse_record(data)
+        label = np.zeros(Grid.from_dict(record.meta["grid"]).fine_mesh)
+        label[::PROBE_STRIDE, ::PROBE_STRIDE, ::PROBE_STRIDE] = record.label_probe
+        for k in range(n):
+            entry = Entry({**record.meta, "id": f"{entry_id}_{k}"}, label=label, dm=record.density_matrix())
+            copies.append((entry.id, record.meta["split"], make_record(entry)))
+    store_meta = {"preset": parse_record(next(iter(records.values()))).meta["preset"],
+                  **read_pack(pack_file).manifest["store"]}
+    write_pack(dst, store_meta, copies, ["H", "O", "F"])
+    return dst
+
+
+@pytest.mark.slow
+def test_unpack_sigkill_then_resume(pack_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pack = _copies(pack_file, tmp_path / "copies.tar", 2)
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "rhosr.cli", "store", "unpack", str(pack), "--store", str(store),
+           "--workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    entries = store / "entries"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (entries.exists() and len(list(entries.iterdir())) >= 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(entries.iterdir()))
+    assert 2 <= done_before < 6, "kill came too late to test resuming"
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"{done_before} already in the store" in result.stderr
+    assert len(DatasetStore.open(store).entry_ids()) == 6
+    assert not any((store / ".tmp").iterdir())  # the killed writer's temporary was cleaned
