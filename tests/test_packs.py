@@ -284,3 +284,19 @@ def test_unpack_sigkill_then_resume(pack_file, tmp_path):
     assert f"{done_before} already in the store" in result.stderr
     assert len(DatasetStore.open(store).entry_ids()) == 6
     assert not any((store / ".tmp").iterdir())  # the killed writer's temporary was cleaned
+
+
+def test_committed_packs_verify():
+    """Every pack committed under data/packs reads back with its checksums (a Git LFS pointer or a
+    half-copied shard would fail here), and all of one folder share a preset."""
+    from pathlib import Path
+
+    from rhosr.packs import read_packs
+
+    root = Path(__file__).resolve().parents[1] / "data" / "packs"
+    folders = sorted({p.parents[1] for p in root.glob("*/*/*.tar")})
+    if not folders:
+        pytest.skip("no packs committed under data/packs")
+    for folder in folders:
+        packs = read_packs([folder])
+        assert sum(len(p.records) for p in packs) == sum(len(p.manifest["molecules"]) for p in packs)
