@@ -77,6 +77,9 @@ PROBE_STRIDE = 8
 PROBE_TOLERANCE_PERCENT = 1e-4
 """Largest relative L1 difference (percent) of a rebuilt label from its probe points."""
 
+STORE_WRITTEN_KEYS = ("complete", "integrity")
+"""Entry attributes the store itself writes (``write_entry``): not packed, written anew."""
+
 MANIFEST = "manifest.json"
 STORE_SETTINGS = ("upscale", "margin_angstrom", "split", "atrocious")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -130,7 +133,7 @@ def make_record(entry: Entry) -> bytes:
     if not error <= DM_RTOL:
         raise InputError(f"molecule {entry.id}: its density matrix is not low-rank enough to pack "
                          f"({len(w)} orbitals leave a relative error {error:.1e} > {DM_RTOL:g})")
-    meta = {k: v for k, v in entry.meta.items() if k != "complete"}
+    meta = {k: v for k, v in entry.meta.items() if k not in STORE_WRITTEN_KEYS}
     arrays = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
               "orbitals": record.orbitals, "occupations": record.occupations,
               "label_probe": record.label_probe}
