@@ -14,7 +14,7 @@ COMMANDS = {
     "dft": "DFT label density on the fine grid (PySCF GPW)",
     "error": "Err_rho between two density cube files",
     "label": "label many molecules into a dataset store (DFT on Dask, resumable)",
-    "store": "inspect or verify a dataset store, or export an entry",
+    "store": "inspect, verify, export, pack or unpack a dataset store",
     "train": "train or fine-tune a density model on a store",
     "predict": "predict densities with a trained model (the shipped one by default)",
     "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",

@@ -80,10 +80,20 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
     Returns ``{"id", "ok", "status", "seconds"}`` (and ``"reason"`` unless done): status
     ``done`` (this call wrote the entry), ``failed`` (recorded in the store) or ``skipped``
     (another process holds the claim or wrote a whole entry first; ``ok`` stays True)."""
-    from rhosr.claims import ClaimedElsewhere
-
     set_threads(settings.threads)
     store = DatasetStore.open(settings.store_path)
+    t0 = time.perf_counter()
+    return run_claimed(store, item, "rhosr label", lambda: _label_claimed(item, settings, store, t0))
+
+
+def run_claimed(store: DatasetStore, item, by: str, write: Callable[[], dict]) -> dict:
+    """Run ``write`` (which makes and writes ``item``'s entry) while this process holds the claim
+    on ``item.id``. Skipped when another process holds the claim or a whole entry is already
+    there; a damaged entry is first moved to ``quarantine/`` (``by`` says who moved it). Never
+    raises: a failure to claim or to move is recorded like a failed molecule. ``item`` has
+    ``id``, ``source`` and ``split``."""
+    from rhosr.claims import ClaimedElsewhere
+
     t0 = time.perf_counter()
     try:
         with store.claim(item.id):
@@ -91,8 +101,8 @@ def label_item(item: SourceItem, settings: LabelSettings) -> dict:
                 problem = store.check(item.id)
                 if problem is None:
                     return _skipped(item, "already in the store (written by another run)", t0)
-                store.quarantine(item.id, problem, by="rhosr label")
-            return _label_claimed(item, settings, store, t0)
+                store.quarantine(item.id, problem, by=by)
+            return write()
     except ClaimedElsewhere as exc:
         return _skipped(item, str(exc), t0)
     except Exception as exc:  # claiming or moving a damaged entry aside failed: report, not die

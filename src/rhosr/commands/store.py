@@ -1,4 +1,5 @@
-"""``rhosr store``: inspect a dataset store (``info``), check it (``verify``), export an entry."""
+"""``rhosr store``: inspect a dataset store (``info``), check it (``verify``), export an entry,
+pack labelled molecules compactly and rebuild a store from packs (``pack``/``unpack``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ rhosr store info PATH            counts per split, damaged entries, failures, di
 rhosr store verify PATH [--repair]
                                  read every value of every entry; --repair moves damaged
                                  entries to PATH/quarantine/ (rhosr label then relabels them)
-rhosr store export PATH ID -o x.cube [--what label|sad|sad_atrocious]"""
+rhosr store export PATH ID -o x.cube [--what label|sad|sad_atrocious]
+rhosr store pack STORE -o PACK [--split S] [--limit N]
+                                 atoms, box, preset and converged orbitals (~40 kB a molecule)
+rhosr store unpack PACK [PACK ...] --store STORE [--workers W]
+                                 rebuild the grid entries (inputs and labels) with no SCF"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("-o", "--output", required=True, help=".cube or .npy")
     export.add_argument("--what", choices=("label", "sad", "sad_atrocious"), default="label",
                         help="which density (default label, on the fine mesh)")
+    from rhosr.commands import store_pack
+
+    store_pack.add_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     from rhosr.store import DatasetStore
 
+    if args.store_command in ("pack", "unpack"):
+        from rhosr.commands import store_pack
+
+        return getattr(store_pack, f"run_{args.store_command}")(args)
     store = DatasetStore.open(args.path)
     actions = {"info": _info, "verify": _verify, "export": _export}
     return actions[args.store_command](store, args)
