@@ -1653,8 +1653,11 @@ def main(argv: list[str] | None = None) -> int:
         shown = "python benchmarks/adversarial_sweep.py" + (f" --only '{args.only}'" if args.only else "") + \
             f" --workers {args.workers}"
         (out / "adversarial_sweep.md").write_text(markdown(rows, shown, seconds))
+        shared = [{**r, "argv": [clean(x) for x in r["argv"]], "err": clean(r["err"]),
+                   "detail": clean(r["detail"])}
+                  for r in rows]
         (out / "adversarial_sweep.json").write_text(json.dumps({"command": shown, "seconds": round(seconds),
-                                                                 "attempts": rows}, indent=1))
+                                                                 "attempts": shared}, indent=1))
         print(f"wrote {out / 'adversarial_sweep.md'}", file=sys.stderr)
     return 0
 
