@@ -136,3 +136,10 @@ def test_bad_scheduler_address_is_a_one_line_error(molecules, tmp_path, run_cli)
     assert code == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith("rhosr label: error: --scheduler no-port-here: cannot connect")
+
+
+def test_label_a_source_without_molecules_is_an_error(tmp_path, run_cli):
+    code, _, err = run_cli("label", "qm9:999999999", "--store", tmp_path / "s", "--preset", "tiny",
+                           "--workers", "0")
+    assert code == 2 and "no molecules" in err.splitlines()[-1], err
+    assert not (tmp_path / "s").exists()

@@ -385,3 +385,13 @@ def test_claim_heartbeat_keeps_a_long_claim_fresh(tmp_path, monkeypatch):
         assert claims.stale_reason(held.path, claims.read_claim(held.path)) is None
         with pytest.raises(claims.ClaimedElsewhere):
             claims.claim(tmp_path, "mol")
+
+
+def test_export_refuses_an_entry_with_a_missing_array(store_copy, tmp_path, run_cli):
+    """An entry whose density matrix is gone is damaged: export names it instead of writing its label."""
+    import shutil
+
+    shutil.rmtree(store_copy.path / "entries" / "water" / "dm")
+    code, _, err = run_cli("store", "export", store_copy.path, "water", "-o", tmp_path / "x.cube")
+    assert code == 2 and "water" in err and "damaged" in err, err
+    assert not (tmp_path / "x.cube").exists()

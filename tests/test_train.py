@@ -336,3 +336,33 @@ def test_resumed_run_trains_on_what_the_uninterrupted_run_did(tiny_store, tmp_pa
     with pytest.raises(InputError, match="trained on 2 process"):
         train(str(tiny_store), TrainConfig(**config), tmp_path / "whole", resume=True, max_steps=9,
               progress=False)
+
+
+def test_second_train_on_a_claimed_run_folder_is_refused(tiny_store, tmp_path, run_cli):
+    """While one process holds a run folder's claim, another `rhosr train` on it is a one-line error."""
+    from rhosr.claims import claim
+
+    with claim(tmp_path, ".run.train"):
+        code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--out", tmp_path / "run",
+                               "--max-steps", "1", "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "another rhosr train is writing this run folder" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_config_that_is_a_folder_or_bad_yaml_is_one_line(tmp_path, run_cli, tiny_store):
+    (tmp_path / "bad.yaml").write_text("lr: [1,\n  epochs: 2\n")
+    for config in (tmp_path, tmp_path / "bad.yaml"):
+        code, _, err = run_cli("train", "--store", tiny_store, "--config", config, "--out", tmp_path / "r")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_train_devices_that_the_machine_lacks_are_refused(tmp_path, run_cli, tiny_store):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for flags in (("--devices", "-1"), ("--accelerator", "gpu")):
+        code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--out", tmp_path / "r",
+                               *flags)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -86,14 +86,14 @@ def claim(folder: Path, name: str) -> Claim:
             content = read_claim(path)
             why = stale_reason(path, content)
             if why is None:
-                raise ClaimedElsewhere(f"being labelled by {describe(content)}") from None
+                raise ClaimedElsewhere(f"claimed by {describe(content)}") from None
             clear_stale(path, content)
             continue
         with os.fdopen(fd, "w") as fh:
             json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": token,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
         return Claim(path, token)
-    raise ClaimedElsewhere(f"being labelled by {describe(read_claim(path))}")
+    raise ClaimedElsewhere(f"claimed by {describe(read_claim(path))}")
 
 
 def read_claim(path: Path) -> dict | None:

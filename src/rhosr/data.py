@@ -59,7 +59,11 @@ class DensityDataset(torch.utils.data.Dataset):
         self.store_path = store_path
         self.store = DatasetStore.open(store_path)
         self.split = split
-        self.ids, self.damaged = self.store.whole(ids if ids is not None else self.store.entry_ids(split))
+        unreadable = {}  # entries whose metadata is damaged: their split is unknown, so name them
+        if ids is None:
+            ids, unreadable = self.store.scan(split)
+        self.ids, self.damaged = self.store.whole(ids)
+        self.damaged.update(unreadable)
         if self.damaged:
             import warnings
 

@@ -130,10 +130,17 @@ class TrainConfig:
         if not path.exists():
             shipped = ", ".join(sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml")))
             raise InputError(f"{name_or_path}: no such config file or shipped config ({shipped})")
+        if not path.is_file():
+            raise InputError(f"{path}: not a config file (a folder or something else)")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({exc})") from None
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(f"{path}: not valid YAML ({problem}{at})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: a training config is a YAML mapping (key: value lines), "
                              f"not a {type(data).__name__}")
@@ -416,7 +423,31 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
           resume: bool = False, devices: int | str = 1, accelerator: str = "auto",
           strategy: str = "auto", num_nodes: int = 1, max_steps: int = -1,
           progress: bool = True) -> dict:
-    """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``."""
+    """Train (or resume, or fine-tune from ``init``) and export the best model to ``run_dir/best``.
+
+    One run writes a run folder at a time: the first process of a run holds a claim
+    (``rhosr.claims``: ``.NAME.train.json`` beside the folder, cleared when its process is
+    dead), and a second ``rhosr train`` on the same ``--out`` is a one-line error. The other
+    processes of a DDP run (``LOCAL_RANK``/``NODE_RANK`` > 0) belong to the claiming run."""
+    from contextlib import nullcontext
+
+    from rhosr.claims import ClaimedElsewhere, claim
+
+    run_dir = Path(run_dir)
+    first = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    try:
+        held = claim(run_dir.absolute().parent, f".{run_dir.name}.train") if first else nullcontext()
+    except ClaimedElsewhere as exc:
+        raise InputError(f"{run_dir}: another rhosr train is writing this run folder ({exc})") from None
+    with held:
+        return _train_claimed(store_path, config, run_dir, init, resume, devices, accelerator, strategy,
+                              num_nodes, max_steps, progress)
+
+
+def _train_claimed(store_path: str, config: TrainConfig, run_dir: Path, init: str | None, resume: bool,
+                   devices: int | str, accelerator: str, strategy: str, num_nodes: int, max_steps: int,
+                   progress: bool) -> dict:
+    """:func:`train` while this process holds the run folder's claim."""
     import yaml
     from lightning.pytorch.callbacks import Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger

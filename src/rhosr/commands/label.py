@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import shutil
+    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -68,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     check_box_arguments(args)  # before the store records the margin
     preset = get_preset(args.preset)
+    store_existed = Path(args.store).exists()
     prepare_output_folder(args.store, "--store")  # before reading a source or starting workers
     items = read_source(args.source, args.split, args.charge, args.spin, args.limit)
+    if not items and args.limit != 0:
+        if not store_existed:
+            shutil.rmtree(args.store, ignore_errors=True)  # the folder made above, still empty
+        raise InputError(f"{args.source}: no molecules to label (split {args.split})")
     split_name = "qm9-seeded-v1" if args.source.startswith("qm9") else "user"
     store = DatasetStore.create(args.store, preset.to_dict(), args.upscale, args.margin, split_name,
                                 args.atrocious)

@@ -110,6 +110,11 @@ def _export(store, args) -> int:
     from rhosr.store import entry_atoms
 
     prepare_output(args.output, FORMATS, "-o")
+    if store.entry_dir(args.id).exists():
+        problem = store.check(args.id, deep=True)  # every value of this one entry (~0.1 s)
+        if problem is not None:
+            raise InputError(f"entry {args.id} is damaged: {problem} (rhosr store verify --repair "
+                             "moves it aside; rhosr label or store unpack rebuilds it)")
     entry = store.read_entry(args.id, arrays=(args.what,))
     rho = getattr(entry, args.what)
     if rho is None:

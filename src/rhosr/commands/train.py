@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--devices must be >= 1, 'auto', -1 (all) or a list of device ids like 0,1; "
                          f"got {args.devices!r}")
     _check_names(args.accelerator, args.strategy)
+    _check_devices_exist(args.accelerator, devices)
     if args.num_nodes < 1:
         raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}")
     if args.max_steps < -1 or args.max_steps == 0:
@@ -61,6 +62,23 @@ def run(args: argparse.Namespace) -> int:
     summary = f"best validation Err_rho {float(best):.3f} % " if best is not None else ""
     print(f"trained to step {result['global_step']}; {summary}-> {args.out}/best")
     return 0
+
+
+def _check_devices_exist(accelerator: str, devices) -> None:
+    """A GPU asked for must be visible to torch, and on the CPU ``--devices`` is a process count
+    (>= 1 or 'auto'): checked now rather than after the data is loaded."""
+    import torch
+
+    from rhosr.errors import InputError
+
+    gpu = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu:
+        raise InputError(f"--accelerator {accelerator}: torch sees no GPU on this machine "
+                         "(use --accelerator cpu or auto)")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu)
+    if on_cpu and not (devices == "auto" or (isinstance(devices, int) and devices >= 1)):
+        raise InputError(f"--devices {devices}: on the CPU --devices is a number of processes "
+                         "(>= 1) or 'auto'")
 
 
 def _check_names(accelerator: str, strategy: str) -> None:
