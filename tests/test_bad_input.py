@@ -220,3 +220,15 @@ def test_prediction_too_big_for_the_gpu_is_refused_with_its_estimate(monkeypatch
         _check_memory(net, water, grid, None, "cuda")
     monkeypatch.setattr("rhosr.memory.gpu_available_bytes", lambda device: 10**12)
     _check_memory(net, water, grid, None, "cuda")  # fits
+
+
+def test_error_refuses_a_negative_density(tmp_path, run_cli, water_xyz):
+    """A cube of negative values is not a density: `rhosr error` says so instead of a number."""
+    from ase.io.cube import read_cube_data, write_cube
+
+    assert run_cli("sad", water_xyz, "-o", tmp_path / "a.cube")[0] == 0
+    rho, atoms = read_cube_data(str(tmp_path / "a.cube"))
+    with open(tmp_path / "neg.cube", "w") as fh:
+        write_cube(fh, atoms, data=-rho)
+    code, _, err = run_cli("error", tmp_path / "neg.cube", tmp_path / "a.cube")
+    assert code == 2 and "not a density" in err, err

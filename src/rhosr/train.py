@@ -35,7 +35,7 @@ import torch
 
 from rhosr.checks import check_number
 from rhosr.config import from_dict_strict
-from rhosr.errors import InputError
+from rhosr.errors import InputError, RhosrWarning
 from rhosr.model import ModelConfig, build_model, model_config
 
 CONFIG_FOLDER = Path(__file__).parent / "configs"
@@ -475,6 +475,8 @@ def _train_claimed(store_path: str, config: TrainConfig, run_dir: Path, init: st
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
     L.seed_everything(config.seed, workers=True, verbose=False)
     store = DatasetStore.open(store_path)
+    for entry_id, reason in store.scan()[1].items():  # damaged metadata: no split, so no listing names it
+        warnings.warn(f"skipping damaged entry {entry_id}: {reason}", RhosrWarning, stacklevel=2)
     train_ids = frozen_split_ids(run_dir, store, "train")
     val_ids = frozen_split_ids(run_dir, store, "validation")
     train_loader, val_loader = make_loaders(store_path, config, val_ids, train_ids)

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rhosr.checks import check_optional
+    from rhosr.density_checks import NEGATIVE_TOLERANCE
     from rhosr.errors import InputError
     from rhosr.io import read_density_file
     from rhosr.molecule import valence_electrons
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     a, b = (d if d.atoms is not None else d.on_mesh(mesh, path) for d, path in ((a, args.a), (b, args.b)))
     if a.rho.shape != b.rho.shape:
         raise InputError(f"meshes differ: {args.a} is {a.rho.shape}, {args.b} is {b.rho.shape}")
+    for d, path in ((a, args.a), (b, args.b)):  # a density is >= 0 up to ringing (rhosr.density_checks)
+        low, high = float(d.rho.min()), float(d.rho.max())
+        if low < 0 and low < -NEGATIVE_TOLERANCE * max(high, 0.0):
+            raise InputError(f"{path}: negative values down to {low:.3g} e/Bohr^3: not a density")
     if a.atoms is not None and b.atoms is not None and not np.allclose(
             a.atoms.cell.lengths(), b.atoms.cell.lengths(), atol=1e-4):
         raise InputError(f"boxes differ: {args.a} and {args.b} are not on the same cell")
