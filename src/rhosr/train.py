@@ -439,6 +439,8 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
         held = claim(run_dir.absolute().parent, f".{run_dir.name}.train") if first else nullcontext()
     except ClaimedElsewhere as exc:
         raise InputError(f"{run_dir}: another rhosr train is writing this run folder ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{run_dir}: cannot write a run folder there ({exc.strerror})") from None
     with held:
         return _train_claimed(store_path, config, run_dir, init, resume, devices, accelerator, strategy,
                               num_nodes, max_steps, progress)
