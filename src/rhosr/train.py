@@ -433,7 +433,10 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
 
     from rhosr.claims import ClaimedElsewhere, claim
 
+    from rhosr.io import prepare_output_folder
+
     run_dir = Path(run_dir)
+    prepare_output_folder(run_dir.absolute().parent, "--out")  # the claim is written beside the run
     first = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     try:
         held = claim(run_dir.absolute().parent, f".{run_dir.name}.train") if first else nullcontext()
