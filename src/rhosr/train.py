@@ -432,7 +432,6 @@ def train(store_path: str, config: TrainConfig, run_dir: str | os.PathLike, init
     from contextlib import nullcontext
 
     from rhosr.claims import ClaimedElsewhere, claim
-
     from rhosr.io import prepare_output_folder
 
     run_dir = Path(run_dir)
