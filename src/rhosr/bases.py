@@ -22,27 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rhosr.errors import InputError
 from rhosr.inputs import NoOptions
 from rhosr.layers import upsample_linear
+from rhosr.registry import Registry
 
-BASES: dict[str, type] = {}
-
-
-def register_base(name: str):
-    """Class decorator: make a base available as ``base: NAME``."""
-    def add(cls):
-        cls.name = name
-        BASES[name] = cls
-        return cls
-    return add
-
-
-def get_base(name: str) -> type:
-    try:
-        return BASES[name]
-    except (KeyError, TypeError):
-        raise InputError(f"model config: unknown base {name!r}; choose from {', '.join(BASES)}") from None
+BASES = Registry("base")
+register_base = BASES.register  # class decorator: available as ``base: NAME``
+get_base = BASES.get_class
 
 
 @register_base("none")

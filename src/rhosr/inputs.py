@@ -22,28 +22,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rhosr.errors import InputError
+from rhosr.registry import Registry
 
 if TYPE_CHECKING:
     from rhosr.grid import Grid
     from rhosr.molecule import Molecule
 
-INPUTS: dict[str, type] = {}
-
-
-def register_input(name: str):
-    """Class decorator: make an input available as ``inputs: [NAME, ...]``."""
-    def add(cls):
-        cls.name = name
-        INPUTS[name] = cls
-        return cls
-    return add
-
-
-def get_input(name: str) -> type:
-    try:
-        return INPUTS[name]
-    except (KeyError, TypeError):
-        raise InputError(f"model config: unknown input {name!r}; choose from {', '.join(INPUTS)}") from None
+INPUTS = Registry("input")
+register_input = INPUTS.register  # class decorator: available as ``inputs: [NAME, ...]``
+get_input = INPUTS.get_class
 
 
 @dataclass(frozen=True)

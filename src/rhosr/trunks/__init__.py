@@ -17,25 +17,11 @@ A trunk class is an ``nn.Module`` with:
 
 from __future__ import annotations
 
-from rhosr.errors import InputError
+from rhosr.registry import Registry
 
-TRUNKS: dict[str, type] = {}
-
-
-def register_trunk(name: str):
-    """Class decorator: make a trunk available as ``trunk: {name: NAME, ...}``."""
-    def add(cls):
-        cls.name = name
-        TRUNKS[name] = cls
-        return cls
-    return add
-
-
-def get_trunk(name: str) -> type:
-    try:
-        return TRUNKS[name]
-    except (KeyError, TypeError):
-        raise InputError(f"model config: unknown trunk {name!r}; choose from {', '.join(TRUNKS)}") from None
+TRUNKS = Registry("trunk")
+register_trunk = TRUNKS.register  # class decorator: available as ``trunk: {name: NAME, ...}``
+get_trunk = TRUNKS.get_class
 
 
 from rhosr.trunks import srresnet, unet  # noqa: E402, F401  (register the shipped trunks)
