@@ -3,8 +3,9 @@ rescaling to N_e. A new base is one class plus :func:`register_base`.
 
 A base class is an ``nn.Module`` with ``Options`` (a frozen dataclass), ``halo`` (coarse voxels
 it adds to the trunk's receptive radius), ``needs_fine`` (True when it reads a fine-mesh array
-that the data path computes, see :meth:`rhosr.model.DensityModel.build_fine`), ``needs_sad``
-(True when the model's first input must be a single SAD channel) and
+that the data path computes with its ``fine_array(options, builders, mol, grid)``, see
+:meth:`rhosr.model.ModelConfig.build_fine`), ``needs_sad`` (True when the model's first input
+must be a single SAD channel) and
 ``forward(x, fine, num_up)``: the coarse inputs ``(B, C, X, Y, Z)`` and the fine array
 ``(B, 1, uX, uY, uZ)`` or None -> the base on the fine mesh, or None for no base.
 
@@ -13,16 +14,20 @@ that the data path computes, see :meth:`rhosr.model.DensityModel.build_fine`), `
   periodic (:func:`rhosr.layers.upsample_linear`); the trunk learns the correction.
 - ``sad_fine``: the first input's SAD evaluated exactly on the fine mesh (interpolation costs
   ~0.9 points of Err_rho that the trunk must otherwise learn back).
-
-A fitted prior (per-element radial valence profiles) is not written yet.
+- ``fitted_prior``: the SAD on the fine mesh plus per-element radial corrections fitted by
+  least squares to training labels (:mod:`rhosr.prior`; ``rhosr fit-prior`` fills in the
+  coefficients of a training config).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from rhosr.inputs import NoOptions
+from rhosr.errors import InputError
+from rhosr.inputs import ElementsOptions, NoOptions
 from rhosr.layers import upsample_linear
 from rhosr.registry import Registry
 
@@ -60,7 +65,51 @@ class FineSADBase(NoBase):
     needs_fine = True
     needs_sad = True
 
+    @staticmethod
+    def fine_array(options, builders, mol, grid):
+        """The first input's SAD on the fine mesh ``(uX, uY, uZ)``, e/Bohr^3."""
+        return builders[0].build(mol, grid, "fine")[0]
+
     def forward(self, x, fine, num_up):
         if fine is None:
-            raise ValueError("base sad_fine needs the fine-mesh SAD (fine=...)")
+            raise ValueError(f"base {self.name} needs its fine-mesh array (fine=...)")
         return fine
+
+
+@dataclass(frozen=True)
+class PriorOptions:
+    """The fitted prior: ``coefficients[e][k]`` (e/Bohr^3) of ``exp(-exponents[k] d^2)``
+    (Bohr^-2) around each atom of ``elements[e]``; empty until ``rhosr fit-prior`` fills them."""
+
+    elements: tuple[str, ...] = ("H", "C", "N", "O", "F")
+    exponents: tuple[float, ...] = tuple(0.2 * 2.0**k for k in range(8))
+    coefficients: tuple[tuple[float, ...], ...] = ()
+
+    def __post_init__(self):
+        ElementsOptions(self.elements)  # the same checks as the per-element inputs
+        if not self.exponents or any(not 0.01 <= a <= 1e4 for a in self.exponents):
+            raise InputError("model config: fitted_prior: exponents must be 1 or more numbers in "
+                             "[0.01, 1e4] (Bohr^-2)")
+        if self.coefficients and (len(self.coefficients) != len(self.elements) or any(
+                len(row) != len(self.exponents) for row in self.coefficients)):
+            raise InputError(f"model config: fitted_prior: coefficients must be {len(self.elements)} "
+                             f"rows (elements) of {len(self.exponents)} numbers (exponents)")
+
+
+@register_base("fitted_prior")
+class FittedPriorBase(FineSADBase):
+    Options = PriorOptions
+    needs_sad = False
+
+    def __init__(self, options: PriorOptions | None = None):
+        super().__init__(options or PriorOptions())
+        if not self.options.coefficients:
+            raise InputError("base fitted_prior has no coefficients: fit them to your training "
+                             "labels first (rhosr fit-prior --store STORE --config CONFIG --out NEW)")
+
+    @staticmethod
+    def fine_array(options, builders, mol, grid):
+        """The SAD plus the fitted corrections on the fine mesh ``(uX, uY, uZ)``, e/Bohr^3."""
+        from rhosr.prior import prior_density
+
+        return prior_density(mol, grid, "fine", options.elements, options.exponents, options.coefficients)

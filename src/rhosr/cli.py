@@ -15,6 +15,7 @@ COMMANDS = {
     "error": "Err_rho between two density cube files",
     "label": "label many molecules into a dataset store (DFT on Dask, resumable)",
     "store": "inspect, verify, export, pack or unpack a dataset store",
+    "fit-prior": "fit the fitted_prior base of a training config to a store's labels",
     "train": "train or fine-tune a density model on a store",
     "predict": "predict densities with a trained model (the shipped one by default)",
     "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
-        module = importlib.import_module(f"rhosr.commands.{name}")
+        module = importlib.import_module(f"rhosr.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=summary, description=module.DESCRIPTION,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)

@@ -115,9 +115,7 @@ class DensityDataset(torch.utils.data.Dataset):
             inputs, fine = (None if a is None else a.copy() for a in self._computed[entry_id])
         else:
             inputs = entry_inputs(self.builders, entry, grid)
-            fine = None
-            if self.model.needs_fine:
-                fine = self.builders[0].build(entry_molecule(meta), grid, "fine")[0]
+            fine = self.model.build_fine(entry_molecule(meta), grid) if self.model.needs_fine else None
             self._remember(entry_id, inputs, fine, all_stored)
         if self.crop:
             up = grid.upscale

@@ -10,8 +10,8 @@ channels), the output on the fine mesh, ``upscale`` times larger per axis.
 - ``trunk``: an architecture from :mod:`rhosr.trunks` (``srresnet``, the paper's and the
   default; ``unet``); it tells its upscale, receptive radius, locality and memory per voxel.
 - ``base``: what the trunk's output is added to (:mod:`rhosr.bases`: ``none``, ``sad_linear``,
-  ``sad_fine``). With a base other than ``none`` the trunk's last layer starts at zero, so an
-  untrained model returns its base.
+  ``sad_fine``, ``fitted_prior``). With a base other than ``none`` the trunk's last layer
+  starts at zero, so an untrained model returns its base.
 
 The config (``model`` in a training config and in ``model.json``)::
 
@@ -138,6 +138,13 @@ class ModelConfig:
         """Whether the base reads a fine-mesh array (the SAD on the fine mesh)."""
         return BASES[self.base.name].needs_fine
 
+    def build_fine(self, mol, grid):
+        """The fine-mesh array ``(uX, uY, uZ)`` float32 the base reads (e/Bohr^3), or None if
+        it reads none; ``mol`` placed in ``grid``'s box."""
+        if not self.needs_fine:
+            return None
+        return BASES[self.base.name].fine_array(self.base.options, self.builders, mol, grid)
+
     @property
     def bytes_per_voxel(self) -> float:
         """Peak memory of one float32 forward pass per coarse voxel (bytes, an estimate)."""
@@ -259,9 +266,7 @@ class DensityModel(nn.Module):
 
     def build_fine(self, mol, grid):
         """The fine-mesh array ``(uX, uY, uZ)`` the base reads, or None if it reads none."""
-        if not self.needs_fine:
-            return None
-        return self.builders[0].build(mol, grid, "fine")[0]
+        return self.config.build_fine(mol, grid)
 
     def forward(
         self, x: torch.Tensor, n_electrons: torch.Tensor | None = None,

@@ -4,7 +4,9 @@ Recipe (paper SI section 2): loss = integral |rho_pred - rho_ref| / N_e; Adam wi
 (0.9, 0.99); the first epoch at ``lr * warmup_factor`` (1e-5), then cosine decay to zero over
 the remaining steps; batch size 1 (boxes differ in size) with optional gradient
 accumulation; random proper 90-degree rotations (:mod:`rhosr.data`); the checkpoint with the
-lowest validation Err_rho is the result.
+lowest validation Err_rho is the result. Beyond the paper: ``warmup_shape: linear`` ramps the
+learning rate from ``lr * warmup_factor`` to ``lr`` over the warm-up instead of holding it, and
+``gradient_clip_val`` clips the gradient norm (Lightning's clipping).
 
 Optional crops: ``crop`` coarse points per axis, read with periodic wrap; the loss is taken
 on the core of the crop only, ``crop_halo`` coarse voxels away from its faces (by default the
@@ -53,6 +55,8 @@ class TrainConfig:
     epochs: int = 50
     warmup_epochs: int = 1
     warmup_factor: float = 1e-5
+    warmup_shape: str = "constant"
+    gradient_clip_val: float | None = None
     betas: tuple[float, float] = (0.9, 0.99)
     batch_size: int = 1
     accumulate_grad_batches: int = 1
@@ -99,6 +103,10 @@ class TrainConfig:
             number(key, integer=True, low=1)
         number("warmup_epochs", integer=True, low=0, high=self.epochs)
         number("warmup_factor", above=0, high=1.0)
+        number("gradient_clip_val", above=0, optional=True)
+        if self.warmup_shape not in WARMUP_SHAPES:
+            raise InputError(f"training config: warmup_shape must be one of {', '.join(WARMUP_SHAPES)}, "
+                             f"got {self.warmup_shape!r}")
         number("num_workers", integer=True, low=0)
         number("seed", integer=True, low=0, high=2**32 - 1)
         number("crop", integer=True, low=1, optional=True)
@@ -165,6 +173,9 @@ class TrainConfig:
     def halo(self) -> int:
         """Coarse voxels dropped at each face of a crop before the loss (crop training)."""
         return self.crop_halo if self.crop_halo is not None else self.model_config.halo
+
+
+WARMUP_SHAPES = ("constant", "linear")
 
 
 RESUME_SAFE_KEYS = {
@@ -242,9 +253,13 @@ def density_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.Te
     return per_sample.mean()
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float) -> float:
-    """``warmup_factor`` during the warm-up, then cosine from 1 to 0 over the remaining steps."""
+def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float,
+              warmup_shape: str = "constant") -> float:
+    """During the warm-up ``warmup_factor`` (``constant``, the paper's) or rising linearly from
+    it to 1 (``linear``); then cosine from 1 to 0 over the remaining steps."""
     if step < warmup_steps:
+        if warmup_shape == "linear":
+            return warmup_factor + (1.0 - warmup_factor) * step / warmup_steps
         return warmup_factor
     remaining = max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / remaining)))
@@ -293,7 +308,7 @@ class DensityModule(L.LightningModule):
         total = self.scheduled_steps()
         warmup = max(1, total // max(1, self.cfg.epochs)) * self.cfg.warmup_epochs
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, warmup, total, self.cfg.warmup_factor))
+            opt, lambda step: lr_factor(step, warmup, total, self.cfg.warmup_factor, self.cfg.warmup_shape))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -494,6 +509,7 @@ def _train_claimed(store_path: str, config: TrainConfig, run_dir: Path, init: st
         default_root_dir=str(run_dir), max_epochs=config.epochs, max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
         precision=config.precision, accumulate_grad_batches=config.accumulate_grad_batches,
+        gradient_clip_val=config.gradient_clip_val,
         limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
         log_every_n_steps=config.log_every_n_steps, enable_progress_bar=progress,
         check_val_every_n_epoch=config.val_every_n_epochs,

@@ -1,0 +1,245 @@
+"""Accuracy ablation (issue G): each lever alone, on one fixed budget of data and CPU time.
+
+Every variant trains from scratch with ``rhosr train`` on the same training molecules and is
+validated on the same validation molecules (both lists fixed in ``benchmarks/ablation/``,
+written from the store's train and validation entries the first time; test entries are never
+read), on ``--threads`` threads for ``--budget-s`` seconds of training. The budget becomes a
+step count: each variant's seconds per step are measured first (a few steps on molecules
+already read, so the inputs computed from the atoms are cached, as in a long run), and its
+cosine schedule is laid over the steps that fit. One "epoch" is 100 steps
+(``limit_train_batches``), the warm-up one epoch, four validations per run.
+
+Each run lives in ``RUNS/NAME`` and resumes (``rhosr train --resume``) when the script is run
+again; a finished run keeps ``result.json`` (best validation Err_rho, parameters, steps,
+measured seconds per step, wall and CPU seconds of training). The table is written to
+``benchmarks/results/accuracy_ablation.md`` from every finished run.
+
+Run: ``python benchmarks/accuracy_ablation.py --store STORE [--only NAME ...] [--budget-s 3600]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+IDS = HERE / "ablation"
+RESULTS = HERE / "results" / "accuracy_ablation.md"
+STEPS_PER_EPOCH = 100
+VALIDATIONS = 4
+PRIOR_MOLECULES = 100
+
+SHIPPED_MODEL = {"inputs": ["sad"],
+                 "trunk": {"name": "srresnet", "num_feat": 8, "kernel_first": 3, "kernel": 3,
+                           "num_block": 6, "num_up": 1, "norm": "none"},
+                 "base": "sad_linear"}
+UNET_TRUNK = {"name": "unet", "channels": [16, 32, 64], "blocks": 1, "kernel": 3, "num_up": 1}
+ELEMENTS = {"name": "sad_elements", "elements": ["H", "C", "N", "O", "F"]}
+SHIPPED_RECIPE = {"lr": 5e-4, "warmup_factor": 0.01, "warmup_epochs": 1}
+NEW_RECIPE = {"lr": 1e-3, "warmup_factor": 0.01, "warmup_epochs": 2, "warmup_shape": "linear",
+              "gradient_clip_val": 10.0}
+
+
+def variant(model_changes: dict | None = None, recipe: dict | None = None) -> dict:
+    model = copy.deepcopy(SHIPPED_MODEL)
+    model.update(model_changes or {})
+    return {"model": model, **(recipe or SHIPPED_RECIPE)}
+
+
+VARIANTS = {
+    "shipped": ("the shipped config (qm9_small: flat SRResNet 8 ch, 6 blocks, K 3; base: coarse SAD "
+                "interpolated; input: SAD)", variant()),
+    "unet": ("trunk: periodic U-Net 16/32/64", variant({"trunk": UNET_TRUNK})),
+    "sad_fine": ("base: SAD evaluated on the fine mesh", variant({"base": "sad_fine"})),
+    "sad_elements": ("inputs: SAD + one SAD channel per element (H, C, N, O, F)",
+                     variant({"inputs": ["sad", ELEMENTS]})),
+    "fitted_prior": ("base: SAD + per-element radial corrections fitted by least squares to 100 of the "
+                     "training labels",
+                     variant({"base": "fitted_prior"})),
+    "recipe": ("recipe: lr 1e-3, 200-step linear warm-up, gradient-norm clipping at 10",
+               variant(recipe=NEW_RECIPE)),
+}
+
+
+def fixed_ids(store: str, n_train: int) -> tuple[list[str], list[str]]:
+    """The ablation's training and validation ids, written once and then always read."""
+    from rhosr.store import DatasetStore
+
+    IDS.mkdir(exist_ok=True)
+    paths = IDS / "train_ids.json", IDS / "validation_ids.json"
+    if not all(p.exists() for p in paths):
+        s = DatasetStore.open(store)
+        train, val = sorted(s.entry_ids("train")), sorted(s.entry_ids("validation"))
+        if len(train) < n_train:
+            sys.exit(f"the store has {len(train)} train entries; the ablation needs {n_train}")
+        paths[0].write_text(json.dumps(train[:n_train]))
+        paths[1].write_text(json.dumps(val))
+    return tuple(json.loads(p.read_text()) for p in paths)
+
+
+def seconds_per_step(store: str, config: dict, train_ids: list[str], val_ids: list[str],
+                     n: int = 6) -> float:
+    """Median seconds of one training step (read, forward, loss, backward, Adam) on ``n``
+    molecules already read once."""
+    import statistics
+
+    import torch
+
+    from rhosr.train import DensityModule, TrainConfig, density_loss, make_loaders
+
+    cfg = TrainConfig.from_dict(config)
+    loader, _ = make_loaders(store, cfg, val_ids[:1], train_ids[:n])
+    data = loader.dataset
+    module = DensityModule(cfg.to_dict())
+    opt = torch.optim.Adam(module.parameters(), lr=1e-5)
+    times = []
+    for rep in range(2):
+        for i in range(n):
+            t0 = time.perf_counter()
+            b = {k: (v[None] if torch.is_tensor(v) else v) for k, v in data[(i, rep)].items()}
+            opt.zero_grad(set_to_none=True)
+            pred = module(b["inputs"], b["n_electrons"], b["voxel_volume"], b.get("fine"))
+            density_loss(pred, b["label"], b["voxel_volume"], b["n_electrons"]).backward()
+            opt.step()
+            if rep:
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fitted_base(store: str, ids: list[str]) -> dict:
+    """The ``fitted_prior`` base fitted to the labels of ``ids`` (the defaults of rhosr.bases)."""
+    from rhosr.bases import PriorOptions
+    from rhosr.prior import fit_prior
+
+    options = PriorOptions()
+    fitted = fit_prior(store, ids, options.elements, options.exponents)
+    print(f"[fitted_prior] SAD {sum(fitted['sad_err']) / len(ids):.2f}% -> prior "
+          f"{sum(fitted['prior_err']) / len(ids):.2f}% on {len(ids)} training molecules", flush=True)
+    return {"name": "fitted_prior", "elements": list(options.elements), "exponents": list(options.exponents),
+            "coefficients": fitted["coefficients"]}
+
+
+def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int,
+                train_ids: list[str], val_ids: list[str]) -> dict:
+    import yaml
+
+    run_dir = runs / name
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan_path = run_dir / "plan.json"
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text())
+    else:
+        description, config = VARIANTS[name]
+        if config["model"]["base"] == "fitted_prior":  # fitted once, on the first 100 training molecules
+            config = copy.deepcopy(config)
+            config["model"]["base"] = fitted_base(store, train_ids[:PRIOR_MOLECULES])
+        config = {**config, "augment": True, "batch_size": 1, "seed": 0,
+                  "limit_train_batches": STEPS_PER_EPOCH, "checkpoint_every_n_steps": 50,
+                  "log_every_n_steps": 10}
+        s_step = seconds_per_step(store, {**config, "epochs": 1, "val_every_n_epochs": 1},
+                                  train_ids, val_ids)
+        epochs = max(VALIDATIONS, round(budget_s / s_step / STEPS_PER_EPOCH / VALIDATIONS) * VALIDATIONS)
+        config.update(epochs=epochs, val_every_n_epochs=epochs // VALIDATIONS)
+        plan = {"name": name, "description": description, "seconds_per_step": s_step,
+                "config": config, "wall_s": 0.0, "cpu_s": 0.0}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (run_dir / "train_ids.json").write_text(json.dumps(train_ids))
+        (run_dir / "validation_ids.json").write_text(json.dumps(val_ids))
+        plan_path.write_text(json.dumps(plan, indent=1))
+    print(f"[{name}] {plan['seconds_per_step']:.2f} s/step -> {plan['config']['epochs'] * STEPS_PER_EPOCH} "
+          f"steps", flush=True)
+    resume = (run_dir / "checkpoints" / "last.ckpt").exists()
+    cmd = [sys.executable, "-m", "rhosr", "train", "--store", store, "--config", str(run_dir / "config.yaml"),
+           "--out", str(run_dir), "--no-progress", "--accelerator", "cpu", *(["--resume"] if resume else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    plan["wall_s"] += time.time() - t0
+    plan["cpu_s"] += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    plan_path.write_text(json.dumps(plan, indent=1))
+    if proc.returncode:
+        sys.exit(f"[{name}] rhosr train exited {proc.returncode}; run the script again to resume")
+    result = {**plan, **summarise(run_dir)}
+    result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def summarise(run_dir: Path) -> dict:
+    """Best and last validation Err_rho, steps and parameters of a finished run."""
+    import csv
+
+    from rhosr.checkpoint import load_model
+
+    rows = list(csv.DictReader(open(run_dir / "logs" / "metrics.csv")))
+    val = [(int(r["step"]), float(r["val_err"])) for r in rows if r.get("val_err")]
+    train = [float(r["train_err"]) for r in rows if r.get("train_err")]
+    model = load_model(str(run_dir / "best"))
+    return {"val_errs": val, "best_val_err": min(e for _, e in val), "last_val_err": val[-1][1],
+            "last_train_err_mean10": sum(train[-10:]) / max(1, len(train[-10:])),
+            "steps": max(int(r["step"]) for r in rows) + 1,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def write_table(runs: Path, n_train: int, n_val: int, budget_s: float, threads: int) -> None:
+    results = [json.loads((runs / n / "result.json").read_text()) for n in VARIANTS
+               if (runs / n / "result.json").exists()]
+    lines = [
+        "# Accuracy ablation: each lever alone on one budget",
+        "",
+        f"Every run trains from scratch with `rhosr train` on the same {n_train} QM9 training molecules "
+        f"and is validated on the same {n_val} validation molecules (`fast` labels, seeded split; the "
+        "lists are in `benchmarks/ablation/`), whole boxes, one of the 24 rotations at random per step, "
+        f"batch 1, on {threads} thread(s), for about {budget_s / 3600:g} hour(s) of training each: the "
+        "step count is the budget over the seconds per step measured before the run, and the cosine "
+        "schedule ends at it. Validation Err_rho on whole boxes, the best of the four validations.",
+        "",
+        "| run | change | parameters | s/step | steps | training wall (CPU) | best validation Err_rho | "
+        "last training Err_rho |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['description']} | {r['parameters']:,} | "
+                     f"{r['seconds_per_step']:.2f} | "
+                     f"{r['steps']} | {r['wall_s'] / 60:.0f} min ({r['cpu_s'] / 60:.0f} min) | "
+                     f"{r['best_val_err']:.2f}% | {r['last_train_err_mean10']:.2f}% |")
+    lines += ["", "Command: `python benchmarks/accuracy_ablation.py --store STORE` (a `fast` QM9 store "
+              "from `scripts/label_qm9.sh`)."]
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--runs", default="runs/ablation", help="folder of the runs")
+    parser.add_argument("--only", nargs="*", default=None, choices=sorted(VARIANTS))
+    parser.add_argument("--budget-s", type=float, default=3600.0, help="training seconds per run")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-train", type=int, default=350)
+    args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train_ids, val_ids = fixed_ids(args.store, args.n_train)
+    runs = Path(args.runs)
+    for name in args.only or VARIANTS:
+        r = run_variant(name, args.store, runs, args.budget_s, args.threads, train_ids, val_ids)
+        print(f"[{name}] best validation Err_rho {r['best_val_err']:.2f}% after {r['steps']} steps",
+              flush=True)
+        write_table(runs, len(train_ids), len(val_ids), args.budget_s, args.threads)
+
+
+if __name__ == "__main__":
+    main()

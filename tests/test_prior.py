@@ -1,0 +1,165 @@
+"""The fitted prior (rhosr.prior, base fitted_prior, rhosr fit-prior) and the training recipe keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from rhosr.errors import InputError
+from rhosr.grid import place_in_box
+from rhosr.model import build_model, model_config
+from rhosr.molecule import read_molecule
+from rhosr.prior import DEFAULT_EXPONENTS, correction_channels, prior_density
+from rhosr.sad import sad_density
+
+ELEMENTS = ("H", "O")
+PRIOR_MODEL = {"inputs": ["sad"],
+               "trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1, "norm": "none"},
+               "base": {"name": "fitted_prior", "elements": ["H", "O", "F"]}}
+
+
+@pytest.fixture(scope="module")
+def water():
+    return place_in_box(read_molecule("qm9:3"))
+
+
+def test_prior_zero_coefficients_is_the_fine_sad(water):
+    mol, grid = water
+    zero = np.zeros((len(ELEMENTS), len(DEFAULT_EXPONENTS)))
+    rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, zero)
+    assert rho.dtype == np.float32 and rho.shape == grid.fine_mesh
+    np.testing.assert_allclose(rho, sad_density(mol, grid, "fine"), rtol=1e-6, atol=1e-9)
+
+
+def test_prior_correction_is_gaussians_around_the_fitted_atoms(water):
+    """One coefficient on hydrogen adds c * (pi/alpha)^(3/2) electrons per H atom (units:
+    coefficients in e/Bohr^3, exponents in Bohr^-2), and equals the fitting design's channel."""
+    mol, grid = water
+    coeff = np.zeros((2, len(DEFAULT_EXPONENTS)))
+    k, c = 3, 0.05
+    coeff[0, k] = c
+    rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, coeff).astype(np.float64)
+    added = rho - sad_density(mol, grid, "fine")
+    alpha = DEFAULT_EXPONENTS[k]
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(2 * c * (np.pi / alpha) ** 1.5, rel=1e-4)
+    design = correction_channels(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS)
+    assert design.shape == (2 * len(DEFAULT_EXPONENTS), *grid.fine_mesh)
+    np.testing.assert_allclose(added, c * design[k], rtol=1e-4, atol=1e-7)
+    assert design[len(DEFAULT_EXPONENTS):].any()  # oxygen's channels hold its atom
+
+
+def test_prior_leaves_an_unfitted_element_at_its_sad():
+    """HF with a prior fitted for H only: the correction is hydrogen's alone (F keeps its SAD)."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+
+    mol, grid = place_in_box(Molecule(Atoms("HF", [(0, 0, 0), (0, 0, 0.92)]), name="HF"))
+    coeff = np.full((1, len(DEFAULT_EXPONENTS)), 0.01)
+    rho = prior_density(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS, coeff).astype(np.float64)
+    design = correction_channels(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS)
+    expected = sad_density(mol, grid, "fine") + np.tensordot(coeff[0], design, axes=1)
+    np.testing.assert_allclose(rho, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_prior_fit_beats_the_sad_on_its_molecules(tiny_store):
+    from rhosr.prior import fit_prior
+    from rhosr.store import DatasetStore
+
+    ids = DatasetStore.open(tiny_store).entry_ids("train")
+    fitted = fit_prior(str(tiny_store), ids, ("H", "O", "F"), progress=False)
+    assert np.shape(fitted["coefficients"]) == (3, len(DEFAULT_EXPONENTS))
+    assert np.mean(fitted["prior_err"]) < np.mean(fitted["sad_err"])
+
+
+def test_prior_base_without_coefficients_is_a_clear_error():
+    config = model_config({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1},
+                           "base": "fitted_prior"})
+    with pytest.raises(InputError, match="rhosr fit-prior"):
+        build_model(config)
+    with pytest.raises(InputError, match="coefficients must be 5 rows"):
+        model_config({"base": {"name": "fitted_prior", "coefficients": [[1.0]]}})
+    with pytest.raises(InputError, match="exponents"):
+        model_config({"base": {"name": "fitted_prior", "exponents": [-1.0]}})
+
+
+def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, run_cli):
+    from rhosr.train import TrainConfig
+
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": PRIOR_MODEL,
+                                      "epochs": 1}))
+    out = tmp_path / "fitted.yaml"
+    code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                                "--no-progress")
+    assert code == 0, err
+    assert "fitted on 2 train molecules" in stdout and "on 1 validation molecules" in stdout
+    fitted = TrainConfig.load(str(out))
+    base = fitted.model_config.base
+    assert base.name == "fitted_prior" and len(base.options.coefficients) == 3
+    model = build_model(fitted.model_config)  # builds: the coefficients are there
+    assert model.needs_fine
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", "qm9_small", "--out", out)
+    assert code == 2 and "not fitted_prior" in err
+
+
+def test_prior_untrained_model_returns_the_prior(tiny_store):
+    """The data path hands the base its prior; an untrained model returns it, rescaled to N_e."""
+    import torch
+
+    from rhosr.data import DensityDataset
+    from rhosr.prior import rescaled
+
+    coeff = np.zeros((2, len(DEFAULT_EXPONENTS)))
+    coeff[0, 2] = -0.02
+    config = model_config({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1, "norm": "none"},
+                           "base": {"name": "fitted_prior", "elements": list(ELEMENTS),
+                                    "coefficients": coeff.tolist()}})
+    item = DensityDataset(str(tiny_store), "validation", model=config)[0]
+    model = build_model(config)
+    with torch.no_grad():
+        out = model(item["inputs"][None], item["n_electrons"][None], item["voxel_volume"][None],
+                    item["fine"][None])
+    expected = rescaled(item["fine"][0].numpy(), float(item["n_electrons"]), float(item["voxel_volume"]))
+    np.testing.assert_allclose(out[0, 0].numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_prior_recipe_keys():
+    from rhosr.train import TrainConfig, lr_factor
+
+    cfg = TrainConfig.from_dict({"warmup_shape": "linear", "gradient_clip_val": 10})
+    assert cfg.warmup_shape == "linear" and cfg.gradient_clip_val == 10.0
+    assert [lr_factor(s, 10, 110, 0.01, "linear") for s in (0, 5, 10)] == pytest.approx([0.01, 0.505, 1.0])
+    assert lr_factor(5, 10, 110, 0.01) == 0.01  # the paper's constant warm-up
+    with pytest.raises(InputError, match="warmup_shape"):
+        TrainConfig.from_dict({"warmup_shape": "cosine"})
+    with pytest.raises(InputError, match="gradient_clip_val"):
+        TrainConfig.from_dict({"gradient_clip_val": -1})
+
+
+@pytest.mark.slow
+def test_prior_train_then_predict_with_a_fitted_prior(tiny_store, tmp_path, run_cli):
+    from rhosr.checkpoint import load_model
+    from rhosr.grid import Grid
+
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": PRIOR_MODEL,
+                                      "epochs": 2, "lr": 1e-3, "log_every_n_steps": 1}))
+    fitted = tmp_path / "fitted.yaml"
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", fitted,
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli("train", "--store", tiny_store, "--config", fitted, "--out", tmp_path / "run",
+                           "--no-progress")
+    assert code == 0, err
+    model, meta = load_model(tmp_path / "run" / "best")
+    assert meta["model"]["base"]["name"] == "fitted_prior" and len(meta["model"]["base"]["coefficients"]) == 3
+    code, _, err = run_cli("predict", "qm9:3", "-o", tmp_path / "w.npy", "--model", tmp_path / "run" / "best",
+                           "--quiet")
+    assert code == 0, err
+    _, grid = place_in_box(read_molecule("qm9:3"), 2, meta["grid"]["margin_angstrom"])
+    assert isinstance(grid, Grid)
+    rho = np.load(tmp_path / "w.npy")
+    assert rho.shape == grid.fine_mesh
+    assert rho.sum() * grid.voxel_volume("fine") == pytest.approx(8.0, rel=1e-5)
