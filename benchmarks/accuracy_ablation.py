@@ -4,10 +4,12 @@ Every variant trains from scratch with ``rhosr train`` on the same training mole
 validated on the same validation molecules (both lists fixed in ``benchmarks/ablation/``,
 written from the store's train and validation entries the first time; test entries are never
 read), on ``--threads`` threads for ``--budget-s`` seconds of training. The budget becomes a
-step count: each variant's seconds per step are measured first (a few steps on molecules
-already read, so the inputs computed from the atoms are cached, as in a long run), and its
-cosine schedule is laid over the steps that fit. One "epoch" is 100 steps
-(``limit_train_batches``), the warm-up one epoch, four validations per run.
+step count: each variant's seconds per step are measured first (one step on each of 10
+molecules spread over the training list, each read once before, so the inputs computed from the
+atoms are cached as in a long run), and its cosine schedule is laid over the steps that fit.
+One "epoch" is 100 steps (``limit_train_batches``), the warm-up one epoch (two for ``recipe``),
+four validations per run. ``--plan-only`` measures and fixes every run's steps without
+training, so that all runs are planned under the same load.
 
 Each run lives in ``RUNS/NAME`` and resumes (``rhosr train --resume``) when the script is run
 again; a finished run keeps ``result.json`` (best validation Err_rho, parameters, steps,
@@ -85,9 +87,10 @@ def fixed_ids(store: str, n_train: int) -> tuple[list[str], list[str]]:
 
 
 def seconds_per_step(store: str, config: dict, train_ids: list[str], val_ids: list[str],
-                     n: int = 6) -> float:
-    """Median seconds of one training step (read, forward, loss, backward, Adam) on ``n``
-    molecules already read once."""
+                     n: int = 10) -> float:
+    """Mean seconds of one training step (read, forward, loss, backward, Adam) on ``n``
+    molecules spread evenly over the training list (QM9 is ordered by size), each read once
+    before it is timed."""
     import statistics
 
     import torch
@@ -95,13 +98,13 @@ def seconds_per_step(store: str, config: dict, train_ids: list[str], val_ids: li
     from rhosr.train import DensityModule, TrainConfig, density_loss, make_loaders
 
     cfg = TrainConfig.from_dict(config)
-    loader, _ = make_loaders(store, cfg, val_ids[:1], train_ids[:n])
+    loader, _ = make_loaders(store, cfg, val_ids[:1], train_ids[::max(1, len(train_ids) // n)][:n])
     data = loader.dataset
     module = DensityModule(cfg.to_dict())
     opt = torch.optim.Adam(module.parameters(), lr=1e-5)
     times = []
     for rep in range(2):
-        for i in range(n):
+        for i in range(len(data)):
             t0 = time.perf_counter()
             b = {k: (v[None] if torch.is_tensor(v) else v) for k, v in data[(i, rep)].items()}
             opt.zero_grad(set_to_none=True)
@@ -110,7 +113,7 @@ def seconds_per_step(store: str, config: dict, train_ids: list[str], val_ids: li
             opt.step()
             if rep:
                 times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.mean(times)
 
 
 def fitted_base(store: str, ids: list[str]) -> dict:
@@ -127,7 +130,7 @@ def fitted_base(store: str, ids: list[str]) -> dict:
 
 
 def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int,
-                train_ids: list[str], val_ids: list[str]) -> dict:
+                train_ids: list[str], val_ids: list[str], plan_only: bool = False) -> dict | None:
     import yaml
 
     run_dir = runs / name
@@ -146,7 +149,7 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
         config = {**config, "augment": True, "batch_size": 1, "seed": 0,
                   "limit_train_batches": STEPS_PER_EPOCH, "checkpoint_every_n_steps": 50,
                   "log_every_n_steps": 10}
-        s_step = seconds_per_step(store, {**config, "epochs": 1, "val_every_n_epochs": 1},
+        s_step = seconds_per_step(store, {**config, "epochs": 4, "val_every_n_epochs": 4},
                                   train_ids, val_ids)
         epochs = max(VALIDATIONS, round(budget_s / s_step / STEPS_PER_EPOCH / VALIDATIONS) * VALIDATIONS)
         config.update(epochs=epochs, val_every_n_epochs=epochs // VALIDATIONS)
@@ -158,6 +161,8 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
         plan_path.write_text(json.dumps(plan, indent=1))
     print(f"[{name}] {plan['seconds_per_step']:.2f} s/step -> {plan['config']['epochs'] * STEPS_PER_EPOCH} "
           f"steps", flush=True)
+    if plan_only:
+        return None
     resume = (run_dir / "checkpoints" / "last.ckpt").exists()
     cmd = [sys.executable, "-m", "rhosr", "train", "--store", store, "--config", str(run_dir / "config.yaml"),
            "--out", str(run_dir), "--no-progress", "--accelerator", "cpu", *(["--resume"] if resume else [])]
@@ -227,6 +232,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=3600.0, help="training seconds per run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--n-train", type=int, default=350)
+    parser.add_argument("--plan-only", action="store_true",
+                        help="measure each run's seconds per step and fix its steps, train nothing "
+                             "(to plan every run under the same load)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -235,7 +243,10 @@ def main() -> None:
     train_ids, val_ids = fixed_ids(args.store, args.n_train)
     runs = Path(args.runs)
     for name in args.only or VARIANTS:
-        r = run_variant(name, args.store, runs, args.budget_s, args.threads, train_ids, val_ids)
+        r = run_variant(name, args.store, runs, args.budget_s, args.threads, train_ids, val_ids,
+                        args.plan_only)
+        if r is None:
+            continue
         print(f"[{name}] best validation Err_rho {r['best_val_err']:.2f}% after {r['steps']} steps",
               flush=True)
         write_table(runs, len(train_ids), len(val_ids), args.budget_s, args.threads)

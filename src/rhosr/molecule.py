@@ -57,12 +57,23 @@ class Molecule:
 @functools.cache
 def valence_electrons(symbol: str) -> int:
     """Valence electrons of ``symbol`` in the GTH-PBE pseudopotential; InputError if none."""
+    from rhosr.element_tables import lookup
+
+    value = lookup(f"{symbol}/valence")
+    if value is None:
+        value = _pyscf_valence(symbol)
+    if value is None:
+        raise InputError(f"element {symbol} has no GTH-PBE pseudopotential")
+    return int(value)
+
+
+def _pyscf_valence(symbol: str) -> int | None:
     from pyscf.pbc.gto import pseudo
 
     try:
         return int(sum(pseudo.load(PSEUDO, symbol)[0]))
     except Exception:
-        raise InputError(f"element {symbol} has no GTH-PBE pseudopotential") from None
+        return None
 
 
 @functools.cache
@@ -76,6 +87,15 @@ def element_counts(symbol_lists) -> dict[str, int]:
 
 
 def has_basis(symbol: str, basis: str) -> bool:
+    """Whether PySCF's library has ``basis`` for ``symbol`` (the label and SAD bases are looked
+    up in the shipped element tables)."""
+    from rhosr.element_tables import lookup
+
+    value = lookup(f"{symbol}/has/{basis}")
+    return bool(value) if value is not None else _pyscf_has_basis(symbol, basis)
+
+
+def _pyscf_has_basis(symbol: str, basis: str) -> bool:
     from pyscf.gto import basis as gto_basis
 
     with warnings.catch_warnings():
@@ -89,6 +109,13 @@ def has_basis(symbol: str, basis: str) -> bool:
 @functools.cache
 def n_basis_functions(symbol: str, basis: str = LABEL_BASIS) -> int:
     """Spherical basis functions of one atom of ``symbol`` in ``basis`` (PySCF's library)."""
+    from rhosr.element_tables import lookup
+
+    value = lookup(f"{symbol}/nbas") if basis == LABEL_BASIS else None
+    return int(value) if value is not None else _pyscf_n_basis_functions(symbol, basis)
+
+
+def _pyscf_n_basis_functions(symbol: str, basis: str) -> int:
     from pyscf.gto import basis as gto_basis
 
     return sum((2 * shell[0] + 1) * (len(shell[1]) - 1) for shell in gto_basis.load(basis, symbol))
@@ -135,8 +162,18 @@ def validate(mol: Molecule) -> Molecule:
     return mol
 
 
+SMALL_MOLECULE_ATOMS = 500
+"""Up to this many atoms the closest pair is found from all pairwise distances (no SciPy
+import, ~0.2 s of a one-molecule prediction); larger molecules use SciPy's KD-tree."""
+
+
 def _closest_pair(pos: np.ndarray) -> tuple[int, int, float]:
-    """Indices and distance (Angstrom) of the closest pair, via a KD-tree (any size)."""
+    """Indices and distance (Angstrom) of the closest pair (the first such pair when tied)."""
+    if len(pos) <= SMALL_MOLECULE_ATOMS:
+        d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(axis=-1)
+        d2[np.diag_indices(len(pos))] = np.inf
+        i, j = np.unravel_index(int(np.argmin(d2)), d2.shape)
+        return int(i), int(j), float(np.sqrt(d2[i, j]))
     from scipy.spatial import cKDTree
 
     d, idx = cKDTree(pos).query(pos, k=2)

@@ -100,19 +100,46 @@ def orbital_radius(symbol: str) -> float:
 
 @functools.cache
 def _electrons_per_atom(symbol: str, atrocious: bool, lengths: tuple[float, float, float]) -> float:
-    """``Tr(D_A S_AA)`` of one atom in the periodic box (images included)."""
-    from pyscf.pbc import gto as pbcgto
+    """``Tr(D_A S_AA)`` of one atom in the periodic box (images included), ``S`` the overlap of
+    the basis functions with every lattice image of each other (PySCF's ``pbc_intor
+    ("int1e_ovlp")``), from the separable form: ``sum_k n_k sum_L <psi_k | psi_k(. - L)>``, and a
+    Gaussian's overlap with an orthorhombic lattice of images is a product of three 1D sums."""
+    atom = separable_atom(symbol, atrocious)
+    pair = np.einsum("k,tk,uk->tu", atom.occupation, atom.weights, atom.weights)
+    overlap = np.ones_like(pair)
+    for axis, length in enumerate(lengths):
+        overlap *= _periodic_overlap_1d(atom.exponents, atom.powers[:, axis], float(length))
+    return float(np.sum(pair * overlap))
 
-    cell = pbcgto.Cell()
-    cell.atom = [(symbol, (0.0, 0.0, 0.0))]
-    cell.a = np.diag(lengths)
-    cell.unit = "B"
-    cell.basis = LABEL_BASIS
-    cell.pseudo = PSEUDO
-    cell.spin = valence_electrons(symbol) % 2
-    cell.verbose = 0
-    cell.build()
-    return float(np.einsum("ij,ji->", atomic_density_matrix(symbol, atrocious), cell.pbc_intor("int1e_ovlp")))
+
+def _periodic_overlap_1d(exponents: np.ndarray, powers: np.ndarray, length: float) -> np.ndarray:
+    """``sum_n integral x^a exp(-alpha x^2) (x - nL)^b exp(-beta (x - nL)^2) dx`` for every pair
+    of terms ``(alpha, a)``, ``(beta, b)``: ``(n_terms, n_terms)``. Gaussian product theorem:
+    the product is ``exp(-mu (nL)^2)`` times a Gaussian of exponent ``p = alpha + beta`` centred
+    at ``P = beta nL / p``; the polynomial is expanded about ``P`` and integrated moment by moment."""
+    from math import comb, gamma
+
+    alpha, beta = exponents[:, None], exponents[None, :]
+    a, b = powers[:, None], powers[None, :]
+    p = alpha + beta
+    mu = alpha * beta / p
+    top = int(powers.max())
+    binomial = np.array([[comb(n, k) for k in range(top + 1)] for n in range(top + 1)], dtype=float)
+    n_max = int(np.ceil(np.sqrt(60.0 / mu.min()) / length)) + 1
+    total = np.zeros((len(exponents), len(exponents)))
+    for n in range(-n_max, n_max + 1):
+        shift = n * length
+        centre = beta * shift / p  # the product Gaussian's centre, from the first term's atom
+        term = np.zeros_like(total)
+        for i in range(top + 1):
+            for j in range(top + 1):
+                if (i + j) % 2:
+                    continue  # odd moments vanish
+                moment = gamma((i + j + 1) / 2) / p ** ((i + j + 1) / 2)
+                term += (binomial[a, i] * binomial[b, j] * centre ** np.maximum(a - i, 0)
+                         * (centre - shift) ** np.maximum(b - j, 0) * moment)
+        total += np.exp(-mu * shift * shift) * term
+    return total
 
 
 def sad_density(
@@ -175,7 +202,19 @@ def _cartesian_powers(l: int) -> list[tuple[int, int, int]]:
 
 @functools.cache
 def separable_atom(symbol: str, atrocious: bool = False) -> _SeparableAtom:
-    """The atom's projected SAD density in separable form (see the module docstring)."""
+    """The atom's projected SAD density in separable form (see the module docstring): from the
+    shipped element tables (:mod:`rhosr.element_tables`), else computed with PySCF."""
+    from rhosr.element_tables import sad_atom_arrays
+
+    stored = sad_atom_arrays(symbol, atrocious)
+    if stored is None:
+        return compute_separable_atom(symbol, atrocious)
+    return _SeparableAtom(exponents=stored["exponents"], powers=stored["powers"], weights=stored["weights"],
+                          occupation=stored["occupation"], radius=float(stored["radius"]))
+
+
+def compute_separable_atom(symbol: str, atrocious: bool = False) -> _SeparableAtom:
+    """:func:`separable_atom` computed with PySCF (what the element tables hold)."""
     mol = _atom_mole(symbol, LABEL_BASIS)
     occupation, vectors = np.linalg.eigh(atomic_density_matrix(symbol, atrocious))
     keep = np.abs(occupation) > 1e-12 * np.abs(occupation).max()
