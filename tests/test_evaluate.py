@@ -46,6 +46,38 @@ def test_evaluate_store_split_writes_reports(tiny_store, tiny_model_dir, tmp_pat
     assert "| model |" in (tmp_path / "rep" / "report.md").read_text()
     assert (tmp_path / "rep" / "errors.png").stat().st_size > 5_000
     assert "1 molecules: Err_rho model mean" in out
+    assert 5 < mol["err_base"] < 40  # base sad_linear: the interpolated SAD alone
+    assert "the model's base (sad_linear) alone" in (tmp_path / "rep" / "report.md").read_text()
+    assert "the model's base (sad_linear) alone mean" in out
+
+
+def test_evaluate_reports_the_base_of_an_untrained_model_as_its_output(tiny_store, tmp_path, run_cli):
+    """An untrained model with a base returns its base: the two errors agree, in both modes."""
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+    from rhosr.predict import predict_density
+
+    folder = tmp_path / "untrained"
+    trunk = {"name": "srresnet", "num_feat": 4, "num_block": 1, "norm": "none"}
+    save_model(folder, build_model({"trunk": trunk, "base": "sad_fine"}),
+               {"grid": {"upscale": 2, "margin_angstrom": 3.0}})
+    code, _, err = run_cli("evaluate", "--store", tiny_store, "--split", "validation", "--model", folder,
+                           "-o", tmp_path / "rep")
+    assert code == 0, err
+    (mol,) = json.loads((tmp_path / "rep" / "report.json").read_text())["molecules"]
+    assert mol["err_base"] == pytest.approx(mol["err_model"], rel=1e-4)
+    (pred_dir := tmp_path / "pred").mkdir()
+    (ref_dir := tmp_path / "ref").mkdir()
+    from rhosr.grid import place_in_box
+    from rhosr.molecule import read_molecule
+
+    mol3, grid = place_in_box(read_molecule("qm9:3"), 2, 3.0)
+    rho, _ = predict_density("qm9:3", model=str(folder))
+    write_density(pred_dir / "w.cube", mol3.atoms, rho)
+    write_density(ref_dir / "w.cube", mol3.atoms, 1.01 * rho)
+    code, out, err = run_cli("evaluate", "--cubes", pred_dir, ref_dir, "--model", folder)
+    assert code == 0, err
+    assert "the model's base (sad_fine) alone mean" in out
 
 
 def test_evaluate_cube_folders(tiny_store, tmp_path, run_cli):

@@ -1,7 +1,10 @@
 """Err_rho of a model (and of its SAD input) over many molecules, with the per-element
 analysis of the paper (error inside the atoms' covalent radii).
 
-Per molecule: ``err_model`` and ``err_sad`` = 100 * integral |rho - rho_ref| / N_e (percent).
+Per molecule: ``err_model`` and ``err_sad`` = 100 * integral |rho - rho_ref| / N_e (percent),
+and ``err_base``, the same for the model's base alone (its prior: the interpolated or fine-mesh
+SAD or the fitted prior, through the ReLU and rescaled to N_e; None for base ``none``), which
+says what the trunk adds to it.
 The SAD error is taken at the coarse points against the label there (the fine-mesh value
 differs by < 0.01 percentage points, MEASUREMENTS.md). Per element X: 100 * sum of
 |rho - rho_ref| over the fine points within the single-bond covalent radius of Pyykko and
@@ -107,6 +110,7 @@ class MoleculeResult:
     seconds: float
     elements_model: dict = field(default_factory=dict)
     elements_sad: dict = field(default_factory=dict)
+    err_base: float | None = None
 
 
 def evaluate_pair(
@@ -119,8 +123,10 @@ def evaluate_pair(
     label,
     sad_coarse,
     seconds: float = 0.0,
+    base=None,
 ) -> MoleculeResult:
-    """Compare one prediction (fine mesh) and its SAD (coarse mesh) with the label (fine mesh)."""
+    """Compare one prediction (fine mesh), its SAD (coarse mesh) and the model's base (fine
+    mesh, rescaled; or None) with the label (fine mesh)."""
     from rhosr.metrics import err_rho
 
     up = label.shape[0] // sad_coarse.shape[0]
@@ -137,13 +143,35 @@ def evaluate_pair(
         seconds=seconds,
         elements_model=element_errors(prediction, label, masks_fine),
         elements_sad=element_errors(sad_coarse, label_coarse, masks_coarse),
+        err_base=None if base is None else err_rho(base, label, dv_fine, n_electrons),
     )
+
+
+def base_density(net, inputs: np.ndarray, fine: np.ndarray | None, n_electrons: float,
+                  voxel_volume: float) -> np.ndarray | None:
+    """The model's base alone on the fine mesh (e/Bohr^3, through the ReLU and rescaled to
+    ``n_electrons``, as the model treats its output), or None for base ``none``. ``inputs``
+    ``(C, X, Y, Z)`` coarse, ``fine`` ``(uX, uY, uZ)`` or None."""
+    import torch
+
+    from rhosr.prior import rescaled
+
+    with torch.no_grad():
+        x = torch.as_tensor(np.asarray(inputs, np.float32))[None]
+        f = None if fine is None else torch.as_tensor(np.asarray(fine, np.float32))[None, None]
+        base = net.base(x, f, net.config.num_up)
+    if base is None:
+        return None
+    return rescaled(base[0, 0].numpy(), n_electrons, voxel_volume).astype(np.float32)
 
 
 def summarize(results: list[MoleculeResult]) -> dict:
     """Mean, median and 90th percentile of both errors, and per-element means."""
     out = {"n_molecules": len(results)}
-    for key in ("err_model", "err_sad", "seconds"):
+    keys = ["err_model", "err_sad", "seconds"]
+    if all(r.err_base is not None for r in results):
+        keys.append("err_base")
+    for key in keys:
         values = np.array([getattr(r, key) for r in results])
         out[key] = {
             "mean": float(values.mean()),
@@ -175,11 +203,11 @@ def write_report(folder: str | os.PathLike, results: list[MoleculeResult], conte
             {"context": context, "summary": summary, "molecules": [asdict(r) for r in results]}, fh, indent=1
         )
     with atomic_write(folder / "molecules.csv") as fh:
-        fh.write("id,n_atoms,n_electrons,err_model,err_sad,seconds\n")
+        fh.write("id,n_atoms,n_electrons,err_model,err_sad,err_base,seconds\n")
         for r in results:
-            fh.write(
-                f"{r.id},{r.n_atoms},{r.n_electrons:g},{r.err_model:.5f},{r.err_sad:.5f},{r.seconds:.3f}\n"
-            )
+            base = "" if r.err_base is None else f"{r.err_base:.5f}"
+            fh.write(f"{r.id},{r.n_atoms},{r.n_electrons:g},{r.err_model:.5f},{r.err_sad:.5f},{base},"
+                     f"{r.seconds:.3f}\n")
     lines = [f"# Evaluation: {context.get('title', '')}", ""]
     lines += [f"- {k}: {v}" for k, v in context.items() if k != "title"]
     lines += [
@@ -189,7 +217,11 @@ def write_report(folder: str | os.PathLike, results: list[MoleculeResult], conte
         "| | mean | median | 90th percentile | max |",
         "|---|---|---|---|---|",
     ]
-    for key, name in (("err_model", "model"), ("err_sad", "SAD input")):
+    base_name = context.get("base", "base")
+    for key, name in (("err_model", "model"), ("err_base", f"the model's base ({base_name}) alone"),
+                      ("err_sad", "SAD input")):
+        if key not in summary:
+            continue
         s = summary[key]
         lines.append(f"| {name} | {s['mean']:.3f} | {s['median']:.3f} | {s['p90']:.3f} | {s['max']:.3f} |")
     s = summary["seconds"]
@@ -306,6 +338,7 @@ def evaluate_store(
         pred = predict_array(net, inputs, m["n_electrons"], dv, tile=tile, rotations=rotations,
                              device=device, fine=fine)
         seconds = time.perf_counter() - t0
+        base = base_density(net, inputs, fine, m["n_electrons"], dv)
         results.append(
             evaluate_pair(
                 entry_id,
@@ -317,6 +350,7 @@ def evaluate_store(
                 label,
                 np.asarray(entry.sad, np.float32),
                 seconds,
+                base,
             )
         )
     context = {
@@ -327,6 +361,7 @@ def evaluate_store(
         "preset": store.meta.get("preset", {}).get("name"),
         "rotations": rotations,
         "device": device,
+        "base": net.config.base.name,
     }
     if skipped:
         context["skipped_damaged"] = skipped

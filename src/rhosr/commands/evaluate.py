@@ -14,7 +14,9 @@ rounded to an integer (so charged molecules count right).
 Prints and writes (-o FOLDER): per-molecule Err_rho of the model and of the SAD input (percent,
 100 * integral |rho - rho_ref| / N_e), their mean / median / 90th percentile, and the error per
 element inside the covalent radii of Pyykko and Atsumi (the paper's analysis), as report.md,
-report.json, molecules.csv and errors.png."""
+report.json, molecules.csv and errors.png. The error of the model's base alone (its prior: the
+SAD or fitted prior it adds its output to) is reported too, on a store always and with --cubes
+when --model is given."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("train", "validation", "test"),
         help="store split to evaluate (default test)",
     )
-    parser.add_argument("--model", default=None, help="model folder or shipped model name (default: shipped)")
+    parser.add_argument("--model", default=None,
+                        help="model folder or shipped model name (default: shipped); with --cubes, "
+                             "also report the error of this model's base alone (its prior)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N entries")
     parser.add_argument(
         "--rotations",
@@ -62,17 +66,20 @@ def run(args: argparse.Namespace) -> int:
             args.store, args.split, args.model, args.limit, args.rotations, args.tile, args.device
         )
     else:
-        results, context = _evaluate_cubes(*args.cubes, limit=args.limit)
+        results, context = _evaluate_cubes(*args.cubes, limit=args.limit, model=args.model)
     summary = write_report(args.output, results, context) if args.output else None
     if summary is None:
         from rhosr.evaluation import summarize
 
         summary = summarize(results)
     m, s = summary["err_model"], summary["err_sad"]
+    base = summary.get("err_base")
+    base_text = (f"; the model's base ({context.get('base')}) alone mean {base['mean']:.3f} %"
+                 if base else "")
     print(
         f"{summary['n_molecules']} molecules: Err_rho model mean {m['mean']:.3f} %, "
         f"median {m['median']:.3f} %, p90 {m['p90']:.3f} %; SAD input mean {s['mean']:.3f} %, "
-        f"median {s['median']:.3f} %, p90 {s['p90']:.3f} %"
+        f"median {s['median']:.3f} %, p90 {s['p90']:.3f} %{base_text}"
     )
     for el, v in summary["elements"].items():
         print(
@@ -83,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
+def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None, model: str | None = None):
+    """Pairs of prediction and reference files; with ``model``, also the error of that model's
+    base alone on each reference's box."""
     from pathlib import Path
 
     import numpy as np
 
     from rhosr.errors import InputError
-    from rhosr.evaluation import evaluate_pair
+    from rhosr.evaluation import base_density, evaluate_pair
     from rhosr.grid import BOHR_ANGSTROM, Grid, check_holds
     from rhosr.io import read_cube, read_density_file
     from rhosr.molecule import Molecule, valence_electrons
@@ -109,6 +118,14 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
     if not pairs:
         raise InputError(f"{pred_dir} and {ref_dir} share no file names (NAME.cube or NAME.npy "
                          f"beside a reference NAME.cube)")
+    net = None
+    if model is not None:
+        from rhosr.predict import load_predictor, model_folder
+
+        net, meta = load_predictor(model_folder(model))
+        if int(meta["grid"]["upscale"]) != 2:
+            raise InputError(f"--model {model}: upscales x{meta['grid']['upscale']}; reference cubes are "
+                             "compared on a x2 fine mesh")
     results = []
     for name, pred_path, ref_path in pairs:
         ref = read_cube(ref_path)
@@ -125,7 +142,12 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
         check_holds(grid, atoms.get_positions(), str(ref_path))
         n_e = int(round(ref.integral))  # a DFT density integrates to N_e: charged molecules too
         charge = sum(valence_electrons(s) for s in atoms.get_chemical_symbols()) - n_e
-        sad = sad_density(Molecule(atoms, charge, name=name), grid, "coarse")
+        mol = Molecule(atoms, charge, name=name)
+        sad = sad_density(mol, grid, "coarse")
+        base = None
+        if net is not None:
+            base = base_density(net, net.build_inputs(mol, grid), net.build_fine(mol, grid), n_e,
+                                grid.voxel_volume("fine"))
         results.append(
             evaluate_pair(
                 Path(name).stem,
@@ -136,10 +158,10 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None):
                 pred.rho.astype(np.float32),
                 ref.rho.astype(np.float32),
                 sad,
+                base=base,
             )
         )
-    return results, {
-        "title": f"{pred_dir} vs {ref_dir}",
-        "predictions": str(pred_dir),
-        "references": str(ref_dir),
-    }
+    context = {"title": f"{pred_dir} vs {ref_dir}", "predictions": str(pred_dir), "references": str(ref_dir)}
+    if net is not None:
+        context.update(model=str(model), base=net.config.base.name)
+    return results, context

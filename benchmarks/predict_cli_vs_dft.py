@@ -1,0 +1,97 @@
+"""Prediction as a user runs it against DFT as a user runs it, on the same QM9 test molecules.
+
+Both through the ``rhosr`` command line with default threads, wall time of whole commands
+(start-up included), cube output:
+
+- DFT: ``rhosr dft MOL.xyz -o MOL.cube --preset fast``, one command per molecule;
+- prediction: one ``rhosr predict *.xyz -o FOLDER/`` over all of them (the default model
+  unless ``--model``);
+- one molecule: ``rhosr predict MOL.xyz -o MOL.cube`` for the first molecule, the median of
+  ``--repeat`` calls.
+
+Prints the ratio of total DFT time to total prediction time and the one-molecule time, and
+writes a markdown table. Run it on a quiet machine: both sides use every core.
+
+    python benchmarks/predict_cli_vs_dft.py --n 10 [--model runs/x/best] [--md out.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10, help="QM9 test molecules (the seeded split's first N)")
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    ap.add_argument("--repeat", type=int, default=5, help="one-molecule predict calls (median)")
+    ap.add_argument("--md", type=Path, default=RESULTS / "predict_cli_vs_dft.md")
+    args = ap.parse_args()
+
+    from ase.io import write
+
+    from rhosr.molecule import read_molecule
+    from rhosr.qm9 import load_split
+
+    rhosr = [sys.executable, "-m", "rhosr"]
+    model = ["--model", args.model] if args.model else []
+    indices = [int(i) for i in load_split()["test"][: args.n]]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "mols").mkdir()
+        files = []
+        for index in indices:
+            path = tmp / "mols" / f"qm9_{index:06d}.xyz"
+            write(path, read_molecule(f"qm9:{index}").atoms)
+            files.append(path)
+        dft = {}
+        for path in files:
+            dft[path.stem] = timed([*rhosr, "dft", str(path), "-o", str(tmp / f"{path.stem}_dft.cube"),
+                                    "--preset", "fast", "--quiet"])
+            print(f"dft {path.stem}: {dft[path.stem]:.1f} s", flush=True)
+        batch = timed([*rhosr, "predict", *map(str, files), "-o", str(tmp / "pred"), "--quiet", *model])
+        print(f"predict {len(files)} molecules: {batch:.1f} s", flush=True)
+        one = [timed([*rhosr, "predict", str(files[0]), "-o", str(tmp / "one.cube"), "--quiet", *model])
+               for _ in range(args.repeat)]
+    total = sum(dft.values())
+    ratio = total / batch
+    lines = [
+        "# Prediction vs DFT as a user runs them",
+        "",
+        f"Command: `python benchmarks/predict_cli_vs_dft.py --n {args.n}"
+        f"{' --model ' + args.model if args.model else ''}`; {os.cpu_count()} cores, default threads, "
+        "wall time of whole `rhosr` commands (start-up included), cube output.",
+        "",
+        f"- `rhosr dft MOL -o MOL.cube --preset fast`, one command per molecule: {total:.1f} s for "
+        f"{len(files)} QM9 test molecules ({total / len(files):.1f} s each).",
+        f"- `rhosr predict *.xyz -o FOLDER/`, one command: {batch:.1f} s ({batch / len(files):.2f} s each).",
+        f"- **Ratio: {ratio:.0f}x.**",
+        f"- One molecule (`rhosr predict {files[0].name} -o one.cube`): "
+        f"median {statistics.median(one):.2f} s "
+        f"over {len(one)} calls (min {min(one):.2f} s).",
+        "",
+        "| molecule | DFT s |",
+        "|---|---|",
+        *[f"| {name} | {seconds:.1f} |" for name, seconds in dft.items()],
+    ]
+    args.md.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:8]))
+
+
+if __name__ == "__main__":
+    main()
