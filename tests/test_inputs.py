@@ -71,16 +71,29 @@ def test_inputs_predict_unet_on_fine_sad_with_an_unseen_element(unet_model_dir, 
     np.testing.assert_allclose(rho, sad_density(mol, grid, "fine"), rtol=1e-4, atol=1e-6)
 
 
-def test_inputs_non_local_trunk_refuses_tiles(unet_model_dir):
+def test_inputs_unet_runs_its_head_in_tiles_exactly(unet_model_dir):
+    """The U-Net is not local, but its body runs on the whole box and only its local head in
+    tiles: the same density as one whole-box pass (odd box sizes, tiles that do not divide)."""
+    import copy
+
     from rhosr.inference import predict_array
     from rhosr.predict import load_predictor
 
-    net, _ = load_predictor(unet_model_dir)
-    with pytest.raises(InputError, match="unet trunk, which is not local"):
-        predict_array(net, np.ones((5, 12, 12, 12), np.float32), 8.0, 0.01, tile=6,
-                      fine=np.ones((24, 24, 24), np.float32))
+    net = copy.deepcopy(load_predictor(unet_model_dir)[0])  # the loaded model is cached: not that one
+    assert net.head_tiled and not net.local and net.config.tile_halo == 2
+    random_weights(net.trunk, seed=5)  # a head that is not zero
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 13, 11, 12)).astype(np.float32)
+    fine = rng.random((26, 22, 24)).astype(np.float32)
+    whole = predict_array(net, x, 8.0, 0.01, fine=fine)
+    for tile in (4, 5, 7):
+        tiled = predict_array(net, x, 8.0, 0.01, tile=tile, fine=fine)
+        np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6 * whole.max())
     with pytest.raises(InputError, match="takes 5 input channel"):
         predict_array(net, np.ones((12, 12, 12), np.float32), 8.0, 0.01)
+    instance = build_model({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1}})
+    with pytest.raises(InputError, match="instance norm"):
+        predict_array(instance, np.ones((12, 12, 12), np.float32), 8.0, 0.01, tile=6)
 
 
 def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):
@@ -164,3 +177,15 @@ def test_inputs_train_a_unet_on_fine_sad_then_predict(tiny_store, tmp_path):
         "F": 1, "H": 2, "O": 1}
     assert main(["predict", "qm9:3", "-o", str(tmp_path / "w.npy"), "--model", str(tmp_path / "run" / "best"),
                  "--quiet"]) == 0
+
+
+def test_inputs_predict_tiles_a_unet_under_a_memory_budget(unet_model_dir):
+    """A budget too small for the whole box picks head tiles; the density is the whole box's."""
+    from rhosr.predict import predict
+
+    mol = read_molecule("qm9:3")
+    whole = predict(mol, unet_model_dir)
+    tiled = predict(mol, unet_model_dir, max_memory_gb=0.002)
+    assert whole.timings["tile"] is None and tiled.timings["tile"] is not None
+    assert tiled.timings["tile"] < min(tiled.grid.coarse_mesh)
+    np.testing.assert_allclose(tiled.density, whole.density, rtol=1e-5, atol=1e-6 * whole.density.max())

@@ -11,8 +11,9 @@ a fine output at a point that depends only on coarse inputs within ``halo`` coar
 box is then cut into tiles of ``tile`` coarse points per axis; each tile is read with a periodic
 halo of ``halo`` voxels, run, and its core copied into the output; the electron-count
 rescaling is applied once to the stitched box. The result equals whole-box inference up to
-float rounding. Other models (instance norms see the whole box; a U-Net's stride-2 layers are
-not shift-equivariant) cannot be tiled exactly: they refuse.
+float rounding. A trunk that is not local but has a local head (the U-Net: its stride-2 layers
+are not shift-equivariant) runs its body on the whole box and only its head in tiles, also
+exact. Other models (instance norms see the whole box) cannot be tiled: they refuse.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def estimate_memory_bytes(model: DensityModel, coarse_shape) -> int:
 def tile_for_memory(model: DensityModel, max_bytes: float) -> int:
     """The largest tile core (coarse points per axis) whose padded tile fits ``max_bytes``."""
     halo = tile_halo(model)
-    side = int((max_bytes / model.bytes_per_voxel) ** (1 / 3))
+    side = int((max_bytes / model.config.tile_bytes_per_voxel) ** (1 / 3))
     if side - 2 * halo < 4:
         raise InputError(
             f"{max_bytes / 1e9:.2f} GB is too little memory for one tile of this model "
@@ -58,8 +59,9 @@ def tiling_overhead(model: DensityModel, coarse_shape, tile: int) -> float:
 
 def tile_halo(model: DensityModel) -> int:
     """Coarse voxels read around each tile: the model's halo (its trunk's receptive radius plus
-    what its base reads, e.g. one voxel for the interpolated SAD)."""
-    return model.halo
+    what its base reads, e.g. one voxel for the interpolated SAD), or for a head-tiled model
+    the head's radius."""
+    return model.config.tile_halo
 
 
 def _run(model: DensityModel, coarse: np.ndarray, device: str, fine: np.ndarray | None = None) -> np.ndarray:
@@ -104,6 +106,45 @@ def _run_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: str, 
     return out
 
 
+def _run_head_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: str, progress=None,
+                    fine: np.ndarray | None = None) -> np.ndarray:
+    """The trunk's body on the whole box, its local head in tiles (exact), the base on the
+    whole fine mesh, then the ReLU: what ``model(x, fine=fine)`` returns."""
+    up = model.upscale
+    halo = tile_halo(model)
+    shape = coarse.shape[1:]
+    x = torch.as_tensor(np.ascontiguousarray(coarse, dtype=np.float32), device=device)[None]
+    with torch.inference_mode():
+        features = model.trunk.body(x)
+        out = torch.empty((1, 1, *(up * n for n in shape)), dtype=features.dtype, device=device)
+        starts = [list(range(0, n, tile)) for n in shape]
+        total = math.prod(len(s) for s in starts)
+        done = 0
+        for sx in starts[0]:
+            for sy in starts[1]:
+                for sz in starts[2]:
+                    core = [min(tile, n - s) for s, n in zip((sx, sy, sz), shape)]
+                    piece = features
+                    for axis, (s, c, n) in enumerate(zip((sx, sy, sz), core, shape)):
+                        index = torch.as_tensor((s - halo + np.arange(c + 2 * halo)) % n, device=device)
+                        piece = piece.index_select(2 + axis, index)
+                    piece = model.trunk.head(piece)
+                    h = up * halo
+                    out[..., up * sx: up * (sx + core[0]), up * sy: up * (sy + core[1]),
+                        up * sz: up * (sz + core[2])] = piece[..., h: h + up * core[0], h: h + up * core[1],
+                                                               h: h + up * core[2]]
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        del features
+        f = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32),
+                                                      device=device)[None, None]
+        base = model.base(x, f, model.config.num_up)
+        if base is not None:
+            out += base
+        return torch.relu_(out)[0, 0].float().cpu().numpy()
+
+
 def predict_array(
     model: DensityModel,
     coarse: np.ndarray,
@@ -135,7 +176,7 @@ def predict_array(
         raise InputError(f"rotations must be between 1 and {len(ROTATIONS)}, got {rotations}")
     shape = coarse.shape[1:]
     tiled = tile is not None and any(tile < n for n in shape)
-    if tiled and not model.local:
+    if tiled and not model.tileable:
         reason = ("uses instance norm, which sees the whole box"
                   if getattr(model.config.trunk.options, "norm", None) == "instance"
                   else f"has a {model.config.trunk.name} trunk, which is not local")
@@ -157,7 +198,9 @@ def predict_array(
     for perm, signs in ROTATIONS[:rotations]:
         rotated = np.ascontiguousarray(rotate_grid(coarse, perm, signs))
         fine_rotated = None if fine is None else np.ascontiguousarray(rotate_grid(fine, perm, signs))
-        if tiled:
+        if tiled and model.head_tiled:
+            pred = _run_head_tiled(model, rotated, tile, device, progress, fine_rotated)
+        elif tiled:
             pred = _run_tiled(model, rotated, tile, device, progress, fine_rotated)
         else:
             pred = _run(model, rotated, device, fine_rotated)

@@ -151,6 +151,37 @@ class ModelConfig:
         fine = 4 * 2 * self.upscale**3 if self.needs_fine else 0
         return self.trunk.options.bytes_per_voxel(self.in_channels) + fine
 
+    # -- tiling ---------------------------------------------------------------------------
+    @property
+    def head_tiled(self) -> bool:
+        """True when a box too large for memory runs the trunk's body whole and only its local
+        head in tiles (a trunk that is not local but has ``body``/``head``, e.g. the U-Net);
+        False when the whole model is tiled (local) or cannot be."""
+        return not self.local and hasattr(self.trunk.options, "head_radius")
+
+    @property
+    def tileable(self) -> bool:
+        return self.local or self.head_tiled
+
+    @property
+    def tile_halo(self) -> int:
+        """Coarse voxels read around each tile: the model's halo, or the head's radius."""
+        return self.trunk.options.head_radius if self.head_tiled else self.halo
+
+    @property
+    def tile_bytes_per_voxel(self) -> float:
+        """Memory per coarse voxel of a tile: the whole model's, or the head's."""
+        return self.trunk.options.head_bytes_per_voxel() if self.head_tiled else self.bytes_per_voxel
+
+    @property
+    def untiled_bytes_per_voxel(self) -> float:
+        """Memory per coarse voxel of the whole box that tiling does not bound: the body's and
+        the base's fine array (head tiling), else nothing."""
+        if not self.head_tiled:
+            return 0.0
+        fine = 4 * 2 * self.upscale**3  # the base and the stitched output on the fine mesh
+        return self.trunk.options.body_bytes_per_voxel(self.in_channels) + fine
+
     def describe(self) -> str:
         """One line: trunk and options, base, inputs."""
         opts = ", ".join(f"{k} {v}" for k, v in self.trunk.to_dict().items() if k != "name")
@@ -254,6 +285,14 @@ class DensityModel(nn.Module):
     @property
     def needs_fine(self) -> bool:
         return self.config.needs_fine
+
+    @property
+    def head_tiled(self) -> bool:
+        return self.config.head_tiled
+
+    @property
+    def tileable(self) -> bool:
+        return self.config.tileable
 
     def describe(self) -> str:
         return self.config.describe()

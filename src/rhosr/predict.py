@@ -148,7 +148,7 @@ def predict(
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
-    auto = tile is None and max_memory_gb is None and device == "cpu" and net.local
+    auto = tile is None and max_memory_gb is None and device == "cpu" and net.tileable
     if auto:
         max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
     if tile is None and max_memory_gb is not None:
@@ -198,10 +198,14 @@ def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str)
 
     tiled = tile is not None and any(tile < n for n in grid.coarse_mesh)
     arrays = BYTES_PER_FINE_POINT * math.prod(grid.fine_mesh) + 16 * math.prod(grid.coarse_mesh)
-    forward = estimate_memory_bytes(net, [tile + 2 * tile_halo(net)] * 3 if tiled else grid.coarse_mesh)
+    if tiled:  # one tile, plus what runs on the whole box anyway (a head-tiled model's body)
+        forward = (net.config.tile_bytes_per_voxel * (tile + 2 * tile_halo(net)) ** 3
+                   + net.config.untiled_bytes_per_voxel * math.prod(grid.coarse_mesh))
+    else:
+        forward = estimate_memory_bytes(net, grid.coarse_mesh)
     how = f"tiles of {tile}" if tiled else "whole box"
     what = f"the prediction of {mol.name} (fine mesh {' x '.join(map(str, grid.fine_mesh))}, {how})"
-    tileable = net.local
+    tileable = net.tileable
     if device == "cpu":
         arrays += forward
         hint = ("tiles bound only the network's share: the fine-mesh density itself must fit" if tileable
