@@ -14,7 +14,7 @@ from rhosr.errors import InputError
 from rhosr.grid import place_in_box
 from rhosr.model import build_model, model_config
 from rhosr.molecule import Molecule, read_molecule
-from rhosr.sad import sad_density
+from rhosr.sad import sad_density, sad_fine
 
 TINY_UNET = {"name": "unet", "channels": [4, 6], "blocks": 1, "kernel": 3}
 UNET_FINE = {"inputs": ["sad", {"name": "sad_elements", "elements": ["H", "C", "N", "O"]}],
@@ -68,7 +68,7 @@ def test_inputs_predict_unet_on_fine_sad_with_an_unseen_element(unet_model_dir, 
     mol, grid = place_in_box(read_molecule(str(xyz)))
     rho = np.load(tmp_path / "hf.npy")
     assert rho.sum() * grid.voxel_volume("fine") == pytest.approx(8.0, rel=1e-5)
-    np.testing.assert_allclose(rho, sad_density(mol, grid, "fine"), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(rho, sad_fine(mol, grid), rtol=1e-4, atol=1e-6)
 
 
 def test_inputs_unet_runs_its_head_in_tiles_exactly(unet_model_dir):
@@ -111,7 +111,7 @@ def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):
     assert item["inputs"].shape == (5, *grid.coarse_mesh)
     assert torch.equal(item["inputs"][0], torch.as_tensor(entry.sad, dtype=torch.float32))  # stored
     mol = entry_molecule(entry.meta)
-    fine = sad_density(mol, grid, "fine")
+    fine = sad_fine(mol, grid)
     np.testing.assert_allclose(item["fine"][0].numpy(), fine, rtol=1e-5, atol=1e-7)
     assert item["label"].shape == item["fine"].shape == (1, *grid.fine_mesh)
     assert item["id"] in dataset._computed  # computed once, kept for the next epoch
@@ -155,7 +155,7 @@ def test_inputs_evaluate_a_unet_model_on_a_store(unet_model_dir, tiny_store):
     store = DatasetStore.open(tiny_store)
     entry = store.read_entry(results[0].id)
     grid = Grid.from_dict(entry.meta["grid"])
-    fine_sad = sad_density(entry_molecule(entry.meta), grid, "fine")  # what the untrained model returns
+    fine_sad = sad_fine(entry_molecule(entry.meta), grid)  # what the untrained model returns
     expected = err_rho(fine_sad, entry.label, grid.voxel_volume("fine"), entry.meta["n_electrons"])
     assert results[0].err_model == pytest.approx(expected, rel=1e-4)
 

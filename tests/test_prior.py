@@ -11,7 +11,7 @@ from rhosr.grid import place_in_box
 from rhosr.model import build_model, model_config
 from rhosr.molecule import read_molecule
 from rhosr.prior import DEFAULT_EXPONENTS, correction_channels, prior_density
-from rhosr.sad import sad_density
+from rhosr.sad import sad_fine
 
 ELEMENTS = ("H", "O")
 PRIOR_MODEL = {"inputs": ["sad"],
@@ -29,7 +29,7 @@ def test_prior_zero_coefficients_is_the_fine_sad(water):
     zero = np.zeros((len(ELEMENTS), len(DEFAULT_EXPONENTS)))
     rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, zero)
     assert rho.dtype == np.float32 and rho.shape == grid.fine_mesh
-    np.testing.assert_allclose(rho, sad_density(mol, grid, "fine"), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rho, sad_fine(mol, grid), rtol=1e-6, atol=1e-9)
 
 
 def test_prior_correction_is_gaussians_around_the_fitted_atoms(water):
@@ -40,7 +40,7 @@ def test_prior_correction_is_gaussians_around_the_fitted_atoms(water):
     k, c = 3, 0.05
     coeff[0, k] = c
     rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, coeff).astype(np.float64)
-    added = rho - sad_density(mol, grid, "fine")
+    added = rho - sad_fine(mol, grid)
     alpha = DEFAULT_EXPONENTS[k]
     assert added.sum() * grid.voxel_volume("fine") == pytest.approx(2 * c * (np.pi / alpha) ** 1.5, rel=1e-4)
     design = correction_channels(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS)
@@ -59,7 +59,7 @@ def test_prior_leaves_an_unfitted_element_at_its_sad():
     coeff = np.full((1, len(DEFAULT_EXPONENTS)), 0.01)
     rho = prior_density(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS, coeff).astype(np.float64)
     design = correction_channels(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS)
-    expected = sad_density(mol, grid, "fine") + np.tensordot(coeff[0], design, axes=1)
+    expected = sad_fine(mol, grid) + np.tensordot(coeff[0], design, axes=1)
     np.testing.assert_allclose(rho, expected, rtol=1e-4, atol=1e-7)
 
 

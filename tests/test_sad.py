@@ -100,3 +100,23 @@ def _tight_box(mol, margin_angstrom):
     atoms.set_positions(pos - pos.mean(axis=0) + n * step / 2)
     grid = Grid(tuple(float(v) for v in n * step / BOHR_ANGSTROM), tuple(int(v) for v in n), 2)
     return replace(mol, atoms=atoms), grid
+
+
+@pytest.mark.parametrize("atrocious", [False, True])
+def test_sad_fine_is_the_exact_fine_sad_near_enough(atrocious):
+    """sad_fine (interpolated coarse SAD + exact values within a radius of each nucleus) is
+    < 0.02% Err_rho from the exact fine-mesh SAD at the default radius, closer at a larger one
+    (what remains is the interpolation of the cross terms between an atom and its own periodic
+    images), and equal to the coarse SAD at the coarse points."""
+    from rhosr.metrics import err_rho
+    from rhosr.sad import sad_fine
+
+    mol, grid = place_in_box(read_molecule("qm9:21976"))  # C3H2N2O3, box 114 x 92 x 50 fine
+    exact = sad_density(mol, grid, "fine", atrocious)
+    fast = sad_fine(mol, grid, atrocious)
+    assert fast.dtype == np.float32 and fast.shape == grid.fine_mesh
+    dv, n_e = grid.voxel_volume("fine"), mol.n_valence
+    err = err_rho(fast, exact, dv, n_e)
+    assert 1e-4 < err < 0.02
+    np.testing.assert_allclose(fast[::2, ::2, ::2], exact[::2, ::2, ::2], rtol=1e-4, atol=1e-6 * exact.max())
+    assert err_rho(sad_fine(mol, grid, atrocious, radius=6.0), exact, dv, n_e) < err

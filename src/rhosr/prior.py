@@ -73,9 +73,9 @@ def correction_channels(mol, grid: Grid, which: str, elements, exponents) -> np.
 def prior_density(mol, grid: Grid, which: str, elements, exponents, coefficients) -> np.ndarray:
     """The prior ``(X, Y, Z)`` float32 in e/Bohr^3 on the ``which`` mesh (see the module
     docstring); ``coefficients[e][k]`` in e/Bohr^3 for ``elements[e]`` and ``exponents[k]``."""
-    from rhosr.sad import sad_channels
+    from rhosr.sad import sad_channels, sad_fine
 
-    rho = sad_channels(mol, grid, which)[0]
+    rho = sad_fine(mol, grid).astype(np.float64) if which == "fine" else sad_channels(mol, grid, which)[0]
     coeff = np.asarray(coefficients, dtype=float)
     for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):
         if symbol not in elements:
@@ -143,9 +143,10 @@ def held_out_errors(store_path: str, ids: list[str], elements, exponents, coeffi
 
 
 def sad_fine(mol, grid: Grid) -> np.ndarray:
-    from rhosr.sad import sad_channels
+    """The fine-mesh SAD the prior builds on (:func:`rhosr.sad.sad_fine`), float64."""
+    from rhosr.sad import sad_fine as fast_sad_fine
 
-    return sad_channels(mol, grid, "fine")[0]
+    return fast_sad_fine(mol, grid).astype(np.float64)
 
 
 def rescaled(rho: np.ndarray, n_electrons: float, voxel_volume: float) -> np.ndarray:

@@ -180,6 +180,82 @@ def sad_channels(
     return rho
 
 
+FINE_CORRECTION_RADIUS = 4.0
+"""Radius (Bohr) around each atom inside which :func:`sad_fine` replaces the interpolated
+coarse SAD by the exact one. Measured on QM9 molecules against the exact fine-mesh SAD: Err_rho
+0.20% at 2 Bohr, 0.03% at 3, 0.006% at 4, 0.001% at 5 (0.1, 0.17 s against 0.53 s exact for
+19 atoms); linear interpolation alone is 2.2% off."""
+
+
+def sad_fine(mol: Molecule, grid: Grid, atrocious: bool = False, coarse: np.ndarray | None = None,
+             radius: float = FINE_CORRECTION_RADIUS) -> np.ndarray:
+    """The SAD on the fine mesh ``(uX, uY, uZ)`` float32 (e/Bohr^3), fast: the coarse SAD
+    interpolated linearly (periodic; ``coarse``, the coarse SAD, when already computed), plus
+    near each atom the difference between that atom's exact fine-mesh density and the
+    interpolation of its coarse samples. Far from the nuclei an atomic density is smooth and
+    the interpolation of its samples is close to it; near them it is not, and the exact
+    values are taken (each atom's own density; the small cross terms between an atom and its
+    periodic images stay interpolated, ~0.004% in a QM9 box). About 5x faster than
+    ``sad_density(mol, grid, "fine")`` on a QM9 molecule, from which it differs by about
+    0.006% Err_rho (:data:`FINE_CORRECTION_RADIUS`)."""
+    from rhosr.grid import BOHR_ANGSTROM
+
+    if coarse is None:
+        coarse = sad_channels(mol, grid, "coarse", atrocious)[0]
+    up = grid.upscale
+    fine = _interpolate_linear(np.asarray(coarse, dtype=np.float64), up)
+    n_raw = sum(_electrons_per_atom(s, atrocious, tuple(grid.lengths)) for s in mol.symbols)
+    scale = mol.n_valence / n_raw
+    h_coarse, h_fine = grid.spacing("coarse"), grid.spacing("fine")
+    for symbol, centre in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):
+        atom = separable_atom(symbol, atrocious)
+        low = np.floor((centre - radius) / h_coarse).astype(int)
+        high = np.ceil((centre + radius) / h_coarse).astype(int)
+        coarse_idx = [np.arange(lo, hi + 1) for lo, hi in zip(low, high)]
+        fine_idx = [np.arange(up * lo, up * hi + 1) for lo, hi in zip(low, high)]
+        exact = _atom_block(atom, [i * h - c for i, h, c in zip(fine_idx, h_fine, centre)])
+        samples = _atom_block(atom, [i * h - c for i, h, c in zip(coarse_idx, h_coarse, centre)])
+        interpolated = _interpolate_linear(samples, up, periodic=False)
+        wrapped = [i % n for i, n in zip(fine_idx, grid.fine_mesh)]
+        np.add.at(fine, np.ix_(*wrapped), scale * (exact - interpolated))
+    return fine.astype(np.float32)
+
+
+def _interpolate_linear(a: np.ndarray, up: int, periodic: bool = True) -> np.ndarray:
+    """Linear interpolation by ``up`` (a power of 2) per axis: fine point ``2i`` is point
+    ``i``, ``2i+1`` the mean of ``i`` and ``i+1`` (wrapping when ``periodic``, else the last
+    point of each axis is the last sample: ``n`` samples become ``2n-1`` points)."""
+    for _ in range(int(round(np.log2(up)))):
+        for axis in range(3):
+            nxt = np.roll(a, -1, axis=axis) if periodic else np.delete(a, 0, axis=axis)
+            body = a if periodic else np.delete(a, -1, axis=axis)
+            mid = 0.5 * (body + nxt)
+            shape = list(a.shape)
+            shape[axis] = body.shape[axis] + mid.shape[axis] + (0 if periodic else 1)
+            out = np.empty(shape)
+            index = [slice(None)] * 3
+            index[axis] = slice(0, 2 * body.shape[axis], 2)
+            out[tuple(index)] = body
+            index[axis] = slice(1, 2 * body.shape[axis], 2)
+            out[tuple(index)] = mid
+            if not periodic:
+                index[axis] = slice(-1, None)
+                out[tuple(index)] = np.take(a, [-1], axis=axis)
+            a = out
+    return a
+
+
+def _atom_block(atom: _SeparableAtom, offsets) -> np.ndarray:
+    """One atom's density (not scaled, nearest image only) on the grid of 1D ``offsets``
+    (Bohr, point minus atom, per axis): ``(len(ox), len(oy), len(oz))``."""
+    fx, fy, fz = (d ** atom.powers[:, axis][:, None] * np.exp(-atom.exponents[:, None] * d * d)
+                  for axis, d in enumerate(offsets))
+    n_orb = len(atom.occupation)
+    wxy = np.einsum("tk,tx,ty->kxyt", atom.weights, fx, fy).reshape(-1, len(atom.exponents))
+    psi = (wxy @ fz).reshape(n_orb, fx.shape[1], fy.shape[1], fz.shape[1])
+    return np.tensordot(atom.occupation, psi * psi, axes=1)
+
+
 @dataclass(frozen=True)
 class _SeparableAtom:
     """An atomic density as ``sum_k occupation[k] * psi_k^2`` in Cartesian primitives.
