@@ -89,3 +89,17 @@ def test_periodic_file_is_read_as_an_isolated_molecule_with_a_warning(tmp_path, 
     assert len(mol.atoms) == 2 and not mol.atoms.pbc.any()
     code, _, err = run_cli("sad", tmp_path / "si.cif", "-o", tmp_path / "si.cube")
     assert code == 0 and "rhosr sad: warning: " in err and "periodic cell is ignored" in err
+
+
+def test_qm9_prefetch_reads_many_in_one_pass():
+    from rhosr import qm9
+
+    qm9._PREFETCHED.clear()
+    alone = qm9.load_qm9(1808)
+    qm9.prefetch([1808, 21976, 3])
+    assert set(qm9._PREFETCHED) == {1808, 21976, 3}
+    symbols, positions = qm9.load_qm9(1808)
+    assert symbols == alone[0] and np.array_equal(positions, alone[1])
+    positions[0, 0] = 99.0  # a caller's change does not reach the next caller
+    assert qm9.load_qm9(1808)[1][0, 0] != 99.0
+    qm9._PREFETCHED.clear()

@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     check_options(args.tile, args.rotations, args.max_memory)
     if args.reference and len(args.mols) > 1:
         raise InputError("--reference compares one molecule; give a single MOL")
+    from rhosr.qm9 import prefetch
+
+    prefetch(int(spec[4:]) for spec in args.mols if spec.startswith("qm9:") and spec[4:].isdigit())
     mols = [read_molecule(spec, charge=args.charge, spin=args.spin) for spec in args.mols]
     reference = read_density_file(args.reference) if args.reference else None  # a bad file fails now
     targets = _targets(args, [m.name for m in mols])
