@@ -208,3 +208,18 @@ def test_orbital_density_imports_with_torch_and_numpy_only():
     assert result.returncode == 0, result.stderr[-2000:]
     # two normalised s functions (alpha = 1) 1.4 Bohr apart: N = 1 + S, S = exp(-alpha R^2 / 2)
     assert float(result.stdout) == pytest.approx(1 + np.exp(-0.98), rel=1e-7)
+
+
+def test_add_periodic_block_equals_fancy_indexing():
+    from rhosr.orbital_density import add_periodic_block
+
+    rng = np.random.default_rng(0)
+    windows = [np.array([7, 8, 9, 0, 1]) % 10, np.arange(3, 6), np.array([8, 9, 0])]
+    windows = [np.sort(w) for w in windows]  # sorted, as periodic_factors returns them
+    block = rng.random(tuple(len(w) for w in windows))
+    a, b = np.zeros((10, 7, 10)), np.zeros((10, 7, 10))
+    a[np.ix_(*windows)] += block
+    add_periodic_block(b, windows, block)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="repeats"):
+        add_periodic_block(b, [np.array([1, 1]), np.arange(2), np.arange(2)], np.ones((2, 2, 2)))

@@ -298,6 +298,26 @@ def periodic_factors(
     return wrapped, folded
 
 
+def add_periodic_block(array: np.ndarray, windows: Sequence[np.ndarray], block: np.ndarray) -> None:
+    """``array[np.ix_(*windows)] += block`` for windows of distinct indices, by plain slices:
+    each window is cut into runs of consecutive indices (a window that wraps around the box
+    makes two), and each run combination is one slice assignment, much faster than fancy
+    indexing or ``np.add.at`` on large blocks. A window with a repeated index is refused."""
+    runs = []
+    for window in windows:
+        window = np.asarray(window)
+        if len(np.unique(window)) != len(window):
+            raise ValueError("add_periodic_block: a window repeats an index")
+        breaks = np.flatnonzero(np.diff(window) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(window)]])
+        runs.append([(int(window[a]), int(window[a]) + (b - a), a, b) for a, b in zip(starts, stops)])
+    for rx in runs[0]:
+        for ry in runs[1]:
+            for rz in runs[2]:
+                array[rx[0]:rx[1], ry[0]:ry[1], rz[0]:rz[1]] += block[rx[2]:rx[3], ry[2]:ry[3], rz[2]:rz[3]]
+
+
 def orbitals_from_dm(dm: np.ndarray, tol: float = DM_TOL) -> tuple[np.ndarray, np.ndarray]:
     """Factorise a symmetric AO density matrix: ``dm ~= orbitals @ diag(occupations) @ orbitals.T``.
 

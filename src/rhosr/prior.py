@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from rhosr.grid import BOHR_ANGSTROM, Grid
-from rhosr.orbital_density import periodic_factors
+from rhosr.orbital_density import add_periodic_block, periodic_factors
 
 DEFAULT_EXPONENTS: tuple[float, ...] = tuple(0.2 * 2.0**k for k in range(8))
 """Exponents (Bohr^-2) of the radial corrections: 0.2 to 25.6, doubling."""
@@ -36,21 +36,23 @@ RIDGE = 1e-8
 """Ridge added to the diagonal of the normal equations, relative to its mean."""
 
 
-def _radius(exponents) -> float:
-    return float(np.sqrt(-np.log(GAUSSIAN_CUTOFF) / min(exponents)))
+def _radius(exponent: float) -> float:
+    return float(np.sqrt(-np.log(GAUSSIAN_CUTOFF) / exponent))
 
 
-def _atom_gaussians(centre_bohr: np.ndarray, grid: Grid, which: str, exponents) -> tuple[list, list]:
-    """Per axis: the wrapped mesh indices within reach and ``(n_exp, len)`` 1D lattice sums."""
-    exps = np.asarray(exponents, dtype=float)
-    powers = np.zeros(len(exps), dtype=int)
-    radius = _radius(exps)
-    windows, factors = [], []
-    for n, h, c in zip(grid.mesh(which), grid.spacing(which), centre_bohr):
-        wrapped, values = periodic_factors(float(c), radius, n, float(h), exps, powers)
-        windows.append(wrapped)
-        factors.append(values)
-    return windows, factors
+def _atom_gaussians(centre_bohr: np.ndarray, grid: Grid, which: str, exponents) -> list:
+    """Per exponent, per axis: the wrapped mesh indices within that Gaussian's reach and its 1D
+    lattice sums, ``[(windows, (fx, fy, fz)), ...]`` (a sharp Gaussian touches few points)."""
+    out = []
+    for alpha in exponents:
+        windows, factors = [], []
+        for n, h, c in zip(grid.mesh(which), grid.spacing(which), centre_bohr):
+            wrapped, values = periodic_factors(float(c), _radius(alpha), n, float(h),
+                                               np.array([float(alpha)]), np.zeros(1, dtype=int))
+            windows.append(wrapped)
+            factors.append(values[0])
+        out.append((windows, factors))
+    return out
 
 
 def correction_channels(mol, grid: Grid, which: str, elements, exponents) -> np.ndarray:
@@ -63,10 +65,8 @@ def correction_channels(mol, grid: Grid, which: str, elements, exponents) -> np.
         if symbol not in elements:
             continue
         e = list(elements).index(symbol)
-        windows, (fx, fy, fz) = _atom_gaussians(position, grid, which, exponents)
-        index = np.ix_(*windows)
-        for k in range(n_exp):
-            out[e * n_exp + k][index] += np.einsum("x,y,z->xyz", fx[k], fy[k], fz[k], optimize=True)
+        for k, (windows, (fx, fy, fz)) in enumerate(_atom_gaussians(position, grid, which, exponents)):
+            add_periodic_block(out[e * n_exp + k], windows, np.multiply.outer(np.multiply.outer(fx, fy), fz))
     return out
 
 
@@ -81,10 +81,9 @@ def prior_density(mol, grid: Grid, which: str, elements, exponents, coefficients
         if symbol not in elements:
             continue
         c = coeff[list(elements).index(symbol)]
-        windows, (fx, fy, fz) = _atom_gaussians(position, grid, which, exponents)
-        # sum_k c_k fx_k (x) fy_k (x) fz_k, the k sum as one GEMM
-        wxy = np.einsum("k,kx,ky->xyk", c, fx, fy).reshape(-1, len(c))
-        rho[np.ix_(*windows)] += (wxy @ fz).reshape(fx.shape[1], fy.shape[1], fz.shape[1])
+        for ck, (windows, (fx, fy, fz)) in zip(c, _atom_gaussians(position, grid, which, exponents)):
+            if ck:
+                add_periodic_block(rho, windows, ck * np.multiply.outer(np.multiply.outer(fx, fy), fz))
     return rho.astype(np.float32)
 
 

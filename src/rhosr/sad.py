@@ -33,7 +33,7 @@ import numpy as np
 
 from rhosr.grid import Grid
 from rhosr.molecule import LABEL_BASIS, PSEUDO, SAD_BASIS, Molecule, valence_electrons
-from rhosr.orbital_density import periodic_factors
+from rhosr.orbital_density import add_periodic_block, periodic_factors
 
 AO_CUTOFF = 1e-7
 """An atomic orbital is dropped where its magnitude falls below this (Bohr^-3/2)."""
@@ -217,7 +217,10 @@ def sad_fine(mol: Molecule, grid: Grid, atrocious: bool = False, coarse: np.ndar
         samples = _atom_block(atom, [i * h - c for i, h, c in zip(coarse_idx, h_coarse, centre)])
         interpolated = _interpolate_linear(samples, up, periodic=False)
         wrapped = [i % n for i, n in zip(fine_idx, grid.fine_mesh)]
-        np.add.at(fine, np.ix_(*wrapped), scale * (exact - interpolated))
+        if all(len(w) <= n for w, n in zip(wrapped, grid.fine_mesh)):
+            add_periodic_block(fine, wrapped, scale * (exact - interpolated))
+        else:  # a window longer than a small box: indices repeat
+            np.add.at(fine, np.ix_(*wrapped), scale * (exact - interpolated))
     return fine.astype(np.float32)
 
 
@@ -334,4 +337,4 @@ def _add_atom(
     wxy = np.einsum("tk,tx,ty->kxyt", atom.weights, fx, fy).reshape(-1, len(atom.exponents))
     psi = (wxy @ fz).reshape(n_orb, fx.shape[1], fy.shape[1], fz.shape[1])
     psi *= psi
-    rho[np.ix_(*windows)] += np.tensordot(atom.occupation, psi, axes=1)
+    add_periodic_block(rho, windows, np.tensordot(atom.occupation, psi, axes=1))
