@@ -176,9 +176,8 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
     plan_path.write_text(json.dumps(plan, indent=1))
     if proc.returncode:
         sys.exit(f"[{name}] rhosr train exited {proc.returncode}; run the script again to resume")
-    result = {**plan, **summarise(run_dir)}
-    result_path.write_text(json.dumps(result, indent=1))
-    return result
+    result_path.write_text(json.dumps({**plan, **summarise(run_dir)}, indent=1))
+    return json.loads(result_path.read_text())
 
 
 def summarise(run_dir: Path) -> dict:
@@ -190,7 +189,7 @@ def summarise(run_dir: Path) -> dict:
     rows = list(csv.DictReader(open(run_dir / "logs" / "metrics.csv")))
     val = [(int(r["step"]), float(r["val_err"])) for r in rows if r.get("val_err")]
     train = [float(r["train_err"]) for r in rows if r.get("train_err")]
-    model = load_model(str(run_dir / "best"))
+    model, _ = load_model(str(run_dir / "best"))
     return {"val_errs": val, "best_val_err": min(e for _, e in val), "last_val_err": val[-1][1],
             "last_train_err_mean10": sum(train[-10:]) / max(1, len(train[-10:])),
             "steps": max(int(r["step"]) for r in rows) + 1,

@@ -1,0 +1,52 @@
+"""The accuracy ablation harness (benchmarks/accuracy_ablation.py): every variant is a valid
+training config, the fixed id lists are the store's, and a tiny run goes end to end."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("accuracy_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["accuracy_ablation"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_variants_are_training_configs(ablation):
+    from rhosr.bases import PriorOptions
+    from rhosr.train import TrainConfig
+
+    assert {"shipped", "unet", "sad_fine", "sad_elements", "fitted_prior", "recipe"} <= set(ablation.VARIANTS)
+    for name, (description, config) in ablation.VARIANTS.items():
+        config = json.loads(json.dumps(config))
+        if config["model"]["base"] == "fitted_prior":  # coefficients come from the fit
+            options = PriorOptions()
+            zeros = [[0.0] * len(options.exponents)] * len(options.elements)
+            config["model"]["base"] = {"name": "fitted_prior", "coefficients": zeros}
+        cfg = TrainConfig.from_dict({**config, "epochs": 4, "val_every_n_epochs": 1})
+        assert description and cfg.model_config.in_channels >= 1, name
+
+
+def test_ablation_runs_a_variant_end_to_end(ablation, tiny_store, tmp_path, monkeypatch):
+    """The shipped variant on the tiny store, a 2-second budget: planned, trained, summarised
+    and tabulated; a second call reads the result instead of training again."""
+    monkeypatch.setattr(ablation, "IDS", tmp_path / "ids")
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path / "table.md")
+    monkeypatch.setattr(ablation, "STEPS_PER_EPOCH", 1)
+    train_ids, val_ids = ablation.fixed_ids(str(tiny_store), 2)
+    assert len(train_ids) == 2 and len(val_ids) == 1
+    result = ablation.run_variant("shipped", str(tiny_store), tmp_path / "runs", 2.0, 1, train_ids, val_ids)
+    assert result["steps"] >= 4 and result["parameters"] == 36_905
+    assert result["best_val_err"] > 0 and result["cpu_s"] > 0
+    assert ablation.run_variant("shipped", str(tiny_store), tmp_path / "runs", 2.0, 1, train_ids,
+                                val_ids) == result
+    ablation.write_table(tmp_path / "runs", 2, 1, 2.0, 1)
+    assert "| shipped |" in (tmp_path / "table.md").read_text()
