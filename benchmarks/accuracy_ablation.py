@@ -67,6 +67,8 @@ VARIANTS = {
                      variant({"base": "fitted_prior"})),
     "recipe": ("recipe: lr 1e-3, 200-step linear warm-up, gradient-norm clipping at 10",
                variant(recipe=NEW_RECIPE)),
+    "ema": ("recipe: the shipped one, validating and keeping an exponential moving average of the "
+            "weights (decay 0.995 per step)", variant(recipe={**SHIPPED_RECIPE, "ema_decay": 0.995})),
 }
 
 

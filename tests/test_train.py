@@ -366,3 +366,32 @@ def test_train_devices_that_the_machine_lacks_are_refused(tmp_path, run_cli, tin
         code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--out", tmp_path / "r",
                                *flags)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_ema_weights_are_validated_exported_and_resumed(tiny_store, tmp_path):
+    """With ema_decay the exported best model and the checkpoint's weights are the moving
+    average (the raw weights travel beside them), and a run cut at step 3 and resumed ends with
+    the uninterrupted run's averaged weights."""
+    from rhosr.checkpoint import load_model
+
+    config = dict(model=TINY_MODEL, epochs=7, checkpoint_every_n_steps=2, log_every_n_steps=1, lr=0.01,
+                  ema_decay=0.5)
+    train(str(tiny_store), TrainConfig(**config), tmp_path / "whole", max_steps=7, progress=False)
+    train(str(tiny_store), TrainConfig(**config), tmp_path / "cut", max_steps=3, progress=False)
+    train(str(tiny_store), TrainConfig(**config), tmp_path / "cut", resume=True, max_steps=7, progress=False)
+    states = {}
+    for run in ("whole", "cut"):
+        ckpt = torch.load(tmp_path / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        states[run] = ckpt
+        averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+        assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    for key, value in states["whole"]["state_dict"].items():
+        torch.testing.assert_close(states["cut"]["state_dict"][key], value)
+    once = dict(config, epochs=2, val_every_n_epochs=2)  # one validation, at the end: the export
+    train(str(tiny_store), TrainConfig(**once), tmp_path / "once", progress=False)
+    model, _ = load_model(tmp_path / "once" / "best")
+    ckpt = torch.load(tmp_path / "once" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, ckpt["state_dict"][f"model.{key}"])
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.5)

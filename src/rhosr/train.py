@@ -5,8 +5,11 @@ Recipe (paper SI section 2): loss = integral |rho_pred - rho_ref| / N_e; Adam wi
 the remaining steps; batch size 1 (boxes differ in size) with optional gradient
 accumulation; random proper 90-degree rotations (:mod:`rhosr.data`); the checkpoint with the
 lowest validation Err_rho is the result. Beyond the paper: ``warmup_shape: linear`` ramps the
-learning rate from ``lr * warmup_factor`` to ``lr`` over the warm-up instead of holding it, and
-``gradient_clip_val`` clips the gradient norm (Lightning's clipping).
+learning rate from ``lr * warmup_factor`` to ``lr`` over the warm-up instead of holding it,
+``gradient_clip_val`` clips the gradient norm (Lightning's clipping), and ``ema_decay`` keeps an
+exponential moving average of the weights (Lightning's ``WeightAveraging``), which is what is
+validated, exported as the best model and saved as the checkpoint's weights (the raw weights
+travel beside it, so ``--resume`` continues both).
 
 Optional crops: ``crop`` coarse points per axis, read with periodic wrap; the loss is taken
 on the core of the crop only, ``crop_halo`` coarse voxels away from its faces (by default the
@@ -57,6 +60,7 @@ class TrainConfig:
     warmup_factor: float = 1e-5
     warmup_shape: str = "constant"
     gradient_clip_val: float | None = None
+    ema_decay: float | None = None
     betas: tuple[float, float] = (0.9, 0.99)
     batch_size: int = 1
     accumulate_grad_batches: int = 1
@@ -104,6 +108,7 @@ class TrainConfig:
         number("warmup_epochs", integer=True, low=0, high=self.epochs)
         number("warmup_factor", above=0, high=1.0)
         number("gradient_clip_val", above=0, optional=True)
+        number("ema_decay", above=0, high=0.999999, optional=True)
         if self.warmup_shape not in WARMUP_SHAPES:
             raise InputError(f"training config: warmup_shape must be one of {', '.join(WARMUP_SHAPES)}, "
                              f"got {self.warmup_shape!r}")
@@ -394,6 +399,26 @@ def save_checkpoint(trainer, path: Path) -> None:
         os.replace(part, path)
 
 
+def ema_callback(decay: float) -> L.Callback:
+    """Lightning's weight averaging with an exponential moving average of ``decay`` per step,
+    listed first among the callbacks so that a step's average is taken before
+    :class:`LastCheckpoint` saves it; the raw weights come back at ``on_validation_end`` rather
+    than at the validation epoch's end, so that :class:`~rhosr.best_model.BestModelExporter`
+    (whose hook runs at the epoch's end) exports the averaged weights."""
+    from lightning.pytorch.callbacks import WeightAveraging
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    class EMAWeightAveraging(WeightAveraging):
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            pass
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if self._average_model is not None:
+                self._swap_models(pl_module)
+
+    return EMAWeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
 def run_ids_file(split: str) -> str:
     """The file in a run folder that fixes the run's ``split`` entries (``train_ids.json``...)."""
     return f"{split}_ids.json"
@@ -518,6 +543,7 @@ def _train_claimed(store_path: str, config: TrainConfig, run_dir: Path, init: st
                           flush_logs_every_n_steps=config.log_every_n_steps),  # a killed run keeps its rows
                 TensorBoardLogger(str(run_dir), name="", version="tensorboard")],
         callbacks=[
+            *([ema_callback(config.ema_decay)] if config.ema_decay else []),
             LastCheckpoint(last, config.checkpoint_every_n_steps),
             exporter := BestModelExporter(run_dir / "best", config, store_meta, str(store_path),
                                           val_ids),
