@@ -225,9 +225,9 @@ def write_report(folder: str | os.PathLike, results: list[MoleculeResult], conte
         s = summary[key]
         lines.append(f"| {name} | {s['mean']:.3f} | {s['median']:.3f} | {s['p90']:.3f} | {s['max']:.3f} |")
     s = summary["seconds"]
+    if s["max"] > 0:  # comparing files: no prediction was timed
+        lines += ["", f"Prediction time per molecule: mean {s['mean']:.2f} s, max {s['max']:.2f} s."]
     lines += [
-        "",
-        f"Prediction time per molecule: mean {s['mean']:.2f} s, max {s['max']:.2f} s.",
         "",
         "Error inside the covalent radii (Pyykko & Atsumi), percent of the reference electrons there:",
         "",
