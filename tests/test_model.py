@@ -22,6 +22,7 @@ COMPOSITIONS = {
                                    "inputs": ["sad", {"name": "sad_elements", "elements": ["H", "O"]}]},
     "unet-none": {"trunk": TINY_UNET, "base": "none"},
     "unet-sad_linear-x4": {"trunk": {**TINY_UNET, "num_up": 2}, "base": "sad_linear"},
+    "unet-head1-sad_linear": {"trunk": {**TINY_UNET, "head_kernel": 1}, "base": "sad_linear"},
     "unet-sad_fine": {"trunk": TINY_UNET, "base": "sad_fine", "inputs": ["sad_atrocious", {
         "name": "sad_elements", "elements": ["H", "C", "N", "O", "F"]}]},
 }

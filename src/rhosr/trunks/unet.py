@@ -42,6 +42,7 @@ class UNetOptions:
     kernel: int = 3
     num_up: int = 1  # upscale = 2**num_up
     norm: str = "none"  # "none" or "instance" (inside the residual blocks and the upsampling)
+    head_kernel: int = 3  # kernel of the pixel-shuffle convolution (1: a per-voxel projection)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -51,6 +52,7 @@ class UNetOptions:
         check_range(self.blocks, 0, MAX_BLOCKS, "unet blocks")
         check_range(self.num_up, 1, 2, "num_up")
         check_kernel(self.kernel, "unet kernel")
+        check_kernel(self.head_kernel, "unet head_kernel")
         if self.norm not in NORMS:
             raise InputError(f"model config: norm must be one of {NORMS}, got {self.norm!r}")
 
@@ -68,7 +70,7 @@ class UNetOptions:
             r += h * step // 2 + 2 * h * self.blocks * step  # stride-2 conv, encoder blocks
             r += step // 2 + 2 * h * self.blocks * (step // 2)  # upsampling, decoder blocks
         r += 2 * h * self.blocks  # level-0 decoder blocks
-        return r + self.num_up * h + -(-h // self.upscale)
+        return r + self.head_radius
 
     @property
     def local(self) -> bool:
@@ -78,7 +80,7 @@ class UNetOptions:
     def head_radius(self) -> int:
         """Coarse voxels on each side that one output point of the head depends on."""
         h = self.kernel // 2
-        return self.num_up * h + -(-h // self.upscale)
+        return self.num_up * (self.head_kernel // 2) + -(-h // self.upscale)
 
     def body_bytes_per_voxel(self, in_channels: int = 1) -> float:
         """Peak memory of the body on the whole box per coarse voxel: 964 B for 16/32/64
@@ -125,7 +127,8 @@ class UNet3D(nn.Module):
         self.lateral = nn.ModuleList(PeriodicConv3d(ch[level], ch[level - 1], 1)
                                      for level in range(1, len(ch)))
         self.decoder = nn.ModuleList(_blocks(ch[level - 1], options) for level in range(1, len(ch)))
-        self.upsample = nn.Sequential(*[Upsample(ch[0], k, options.norm) for _ in range(options.num_up)])
+        self.upsample = nn.Sequential(*[Upsample(ch[0], options.head_kernel, options.norm)
+                                        for _ in range(options.num_up)])
         self.conv_last = PeriodicConv3d(ch[0], 1, k)
 
     def zero_output(self) -> None:
