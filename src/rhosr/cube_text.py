@@ -13,9 +13,15 @@ Reading cube files stays with ASE (:func:`rhosr.io.read_cube`).
 
 from __future__ import annotations
 
+import functools
 from typing import BinaryIO
 
 import numpy as np
+
+@functools.cache
+def _digits(k: int) -> np.ndarray:
+    """The zero-padded decimal digits of every number below ``10**k``, as bytes: ``(10**k, k)``."""
+    return np.frombuffer("".join(f"{i:0{k}d}" for i in range(10**k)).encode(), dtype=np.uint8).reshape(-1, k)
 
 TIE_MARGIN = 1e-6
 """Values whose scaled mantissa is this close to a rounding tie go to ``printf``."""
@@ -52,16 +58,15 @@ def format_e(values: np.ndarray) -> bytes:
     width = 14  # "-d.dddddde+XX\n"
     out = np.empty((n, width), dtype=np.uint8)
     out[:, 0] = ord("-")
-    for col in range(7, 0, -1):  # d.dddddd: columns 1 and 3..8
-        digit = digits % 10
-        digits //= 10
-        out[:, col + 1 if col > 1 else 1] = ord("0") + digit
+    digits = digits.astype(np.int32)
+    high = _digits(3)[digits // 10_000]  # "d.dd" of the mantissa, then its last four digits
+    out[:, 1] = high[:, 0]
     out[:, 2] = ord(".")
+    out[:, 3:5] = high[:, 1:]
+    out[:, 5:9] = _digits(4)[digits % 10_000]
     out[:, 9] = ord("e")
     out[:, 10] = np.where(exp < 0, ord("-"), ord("+"))
-    e = np.abs(exp)
-    out[:, 11] = ord("0") + e // 10
-    out[:, 12] = ord("0") + e % 10
+    out[:, 11:13] = _digits(2)[np.abs(exp)]
     out[:, 13] = ord("\n")
     negative = np.signbit(v)  # printf writes -0.0 as "-0.000000e+00" too
     if negative.any():
