@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+
 @functools.cache
 def _digits(k: int) -> np.ndarray:
     """The zero-padded decimal digits of every number below ``10**k``, as bytes: ``(10**k, k)``."""
