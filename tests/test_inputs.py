@@ -189,3 +189,27 @@ def test_inputs_predict_tiles_a_unet_under_a_memory_budget(unet_model_dir):
     assert whole.timings["tile"] is None and tiled.timings["tile"] is not None
     assert tiled.timings["tile"] < min(tiled.grid.coarse_mesh)
     np.testing.assert_allclose(tiled.density, whole.density, rtol=1e-5, atol=1e-6 * whole.density.max())
+
+
+def test_inputs_group_channels_are_the_element_channels_on_qm9_and_take_group_mates():
+    """sad_groups [1, 14, 15, 16, 17] equals sad_elements [H, C, N, O, F] on a QM9 molecule; on
+    a molecule with S (never in QM9) the S atom goes where O went, and the channels still sum
+    to the whole SAD."""
+    from rhosr.inputs import periodic_group
+
+    qm9 = ["H", "C", "N", "O", "F"]
+    elements = model_config({"inputs": ["sad", {"name": "sad_elements", "elements": qm9}]})
+    groups = model_config({"inputs": ["sad", {"name": "sad_groups", "groups": [1, 14, 15, 16, 17]}]})
+    mol, grid = place_in_box(read_molecule("qm9:21976"))  # C3H2N2O3
+    np.testing.assert_array_equal(build_model(groups).build_inputs(mol, grid),
+                                  build_model(elements).build_inputs(mol, grid))
+    thiophene, grid = place_in_box(Molecule(Atoms("SC4H4", [(0, 0, 0), (1.2, 0.9, 0), (-1.2, 0.9, 0),
+                                                            (0.7, 2.2, 0), (-0.7, 2.2, 0), (2.2, 0.4, 0),
+                                                            (-2.2, 0.4, 0), (1.3, 3.1, 0), (-1.3, 3.1, 0)]),
+                                            name="thiophene"))
+    x = build_model(groups).build_inputs(thiophene, grid)
+    assert x.shape[0] == 6 and x[4].any() and not x[3].any() and not x[5].any()
+    np.testing.assert_allclose(x[1:].sum(axis=0), x[0], rtol=1e-5, atol=1e-7)
+    assert [periodic_group(s) for s in ("H", "Cl", "P", "Si", "Ne", "Br")] == [1, 17, 15, 14, 18, 17]
+    with pytest.raises(InputError, match="sad_groups"):
+        model_config({"inputs": ["sad", {"name": "sad_groups", "groups": [1, 1]}]})

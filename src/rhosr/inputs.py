@@ -115,6 +115,64 @@ class ElementSADInput:
         return sad_channels(mol, grid, which, elements=self.options.elements).astype(np.float32)
 
 
+def periodic_group(symbol: str) -> int | None:
+    """The IUPAC group (1-18) of a main-group or transition element up to xenon, None beyond
+    (lanthanides and heavier are not grouped here)."""
+    from ase.data import atomic_numbers
+
+    z = atomic_numbers.get(symbol, 0)
+    if z in (1, 2):
+        return 1 if z == 1 else 18
+    for start, end in ((3, 10), (11, 18)):  # periods 2 and 3: groups 1, 2, then 13-18
+        if start <= z <= end:
+            k = z - start
+            return k + 1 if k < 2 else k + 11
+    if 19 <= z <= 54:  # periods 4 and 5: all 18 groups
+        return (z - 19) % 18 + 1
+    return None
+
+
+@dataclass(frozen=True)
+class GroupsOptions:
+    groups: tuple[int, ...] = ()  # one channel per periodic-table group, in this order
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if (not self.groups or len(set(self.groups)) != len(self.groups)
+                or any(not (isinstance(g, int) and 1 <= g <= 18) for g in self.groups)):
+            raise InputError("model config: sad_groups needs a list of distinct groups from 1 to 18, "
+                             "e.g. {name: sad_groups, groups: [1, 14, 15, 16, 17]}")
+
+
+@register_input("sad_groups")
+class GroupSADInput:
+    """One SAD channel per periodic-table group of a fixed list: channel ``c`` holds the atoms
+    whose element is in group ``groups[c]`` (H in group 1), scaled as in the whole SAD. On QM9
+    (H, C, N, O, F) with groups ``[1, 14, 15, 16, 17]`` these are exactly the ``sad_elements``
+    channels; a molecule with an element the training set never had, but of a group it had
+    (P, S, Cl for QM9), puts that atom where its lighter group mate went, instead of in no
+    channel. Atoms of other groups are in no channel (they stay in ``sad`` and the base)."""
+
+    Options = GroupsOptions
+    store_array = None
+    is_sad = False
+
+    def __init__(self, options: GroupsOptions):
+        self.options = options
+
+    @property
+    def channels(self) -> int:
+        return len(self.options.groups)
+
+    def build(self, mol: Molecule, grid: Grid, which: str = "coarse") -> np.ndarray:
+        from rhosr.sad import sad_channels
+
+        channel_of = {s: self.options.groups.index(g) for s in set(mol.symbols)
+                      if (g := periodic_group(s)) in self.options.groups}
+        return sad_channels(mol, grid, which, channel_of=channel_of,
+                            n_channels=self.channels).astype(np.float32)
+
+
 def model_inputs(builders, mol: Molecule, grid: Grid) -> np.ndarray:
     """The model's coarse input ``(C, X, Y, Z)`` for a placed molecule: each builder's channels."""
     return np.concatenate([b.build(mol, grid, "coarse") for b in builders], axis=0)

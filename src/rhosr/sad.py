@@ -154,16 +154,20 @@ def sad_density(
 
 def sad_channels(
     mol: Molecule, grid: Grid, which: str = "coarse", atrocious: bool = False,
-    elements: tuple[str, ...] | None = None,
+    elements: tuple[str, ...] | None = None, channel_of: dict[str, int] | None = None,
+    n_channels: int | None = None,
 ) -> np.ndarray:
     """SAD densities (e/Bohr^3) ``(C, X, Y, Z)``: with ``elements``, channel ``c`` holds the
     atoms of ``elements[c]`` only (atoms of other elements are in no channel), scaled as in the
     whole SAD, so the channels of a molecule made of those elements sum to
-    :func:`sad_density`; without, one channel with every atom."""
+    :func:`sad_density`; with ``channel_of`` (symbol -> channel) and ``n_channels``, the same
+    with several elements per channel; without either, one channel with every atom."""
     from rhosr.grid import BOHR_ANGSTROM
     from rhosr.memory import check_fits
 
-    channels = [None] if elements is None else list(elements)
+    if elements is not None:
+        channel_of, n_channels = {e: c for c, e in enumerate(elements)}, len(elements)
+    channels = [None] if channel_of is None else [None] * int(n_channels)
     mesh = grid.mesh(which)
     check_fits(BYTES_PER_POINT * len(channels) * float(np.prod(mesh, dtype=float)),
                f"the SAD of {mol.name} on the {which} mesh {' x '.join(map(str, mesh))}",
@@ -172,7 +176,7 @@ def sad_channels(
     spacing = grid.spacing(which)
     n_raw = 0.0
     for symbol, position in zip(mol.symbols, mol.positions_angstrom / BOHR_ANGSTROM):
-        target = 0 if elements is None else (channels.index(symbol) if symbol in channels else None)
+        target = 0 if channel_of is None else channel_of.get(symbol)
         if target is not None:
             _add_atom(rho[target], separable_atom(symbol, atrocious), position, spacing)
         n_raw += _electrons_per_atom(symbol, atrocious, tuple(grid.lengths))
