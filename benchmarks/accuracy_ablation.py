@@ -184,11 +184,10 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
 
 def summarise(run_dir: Path) -> dict:
     """Best and last validation Err_rho, steps and parameters of a finished run."""
-    import csv
-
     from rhosr.checkpoint import load_model
+    from rhosr.run_metrics import read_metrics
 
-    rows = list(csv.DictReader(open(run_dir / "logs" / "metrics.csv")))
+    rows = read_metrics(run_dir / "logs")  # every segment of a resumed run
     val = [(int(r["step"]), float(r["val_err"])) for r in rows if r.get("val_err")]
     train = [float(r["train_err"]) for r in rows if r.get("train_err")]
     model, _ = load_model(str(run_dir / "best"))
