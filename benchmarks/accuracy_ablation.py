@@ -179,6 +179,9 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
     if proc.returncode:
         sys.exit(f"[{name}] rhosr train exited {proc.returncode}; run the script again to resume")
     result_path.write_text(json.dumps({**plan, **summarise(run_dir)}, indent=1))
+    if RESULTS.parent.is_dir():  # the committed record of each finished run
+        (RESULTS.parent / "ablation").mkdir(exist_ok=True)
+        (RESULTS.parent / "ablation" / f"{name}.json").write_text(result_path.read_text())
     return json.loads(result_path.read_text())
 
 
