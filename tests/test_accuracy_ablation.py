@@ -50,3 +50,23 @@ def test_ablation_runs_a_variant_end_to_end(ablation, tiny_store, tmp_path, monk
                                 val_ids) == result
     ablation.write_table(tmp_path / "runs", 2, 1, 2.0, 1)
     assert "| shipped |" in (tmp_path / "table.md").read_text()
+
+
+def test_ablation_best_combines_the_levers_that_helped(ablation, tmp_path):
+    errors = {"shipped": 6.0, "unet": 5.0, "sad_fine": 5.5, "fitted_prior": 5.2, "sad_elements": 5.8,
+              "recipe": 6.5, "ema": 5.9}
+    for name, err in errors.items():
+        config = json.loads(json.dumps(ablation.VARIANTS[name][1]))
+        if name == "fitted_prior":
+            config["model"]["base"] = {"name": "fitted_prior", "coefficients": [[0.1] * 8] * 5}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({"best_val_err": err, "config": config}))
+    description, config = ablation.best_variant(tmp_path)
+    assert config["model"]["trunk"]["name"] == "unet"
+    assert config["model"]["base"]["name"] == "fitted_prior" and config["model"]["base"]["coefficients"]
+    assert config["model"]["inputs"][1]["name"] == "sad_groups"
+    assert config["lr"] == ablation.SHIPPED_RECIPE["lr"] and config["ema_decay"] == 0.995  # recipe lost
+    assert "U-Net" in description and "recipe" not in description
+    (tmp_path / "ema" / "result.json").unlink()
+    with pytest.raises(SystemExit, match="ema has not finished"):
+        ablation.best_variant(tmp_path)
