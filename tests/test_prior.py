@@ -163,3 +163,17 @@ def test_prior_train_then_predict_with_a_fitted_prior(tiny_store, tmp_path, run_
     rho = np.load(tmp_path / "w.npy")
     assert rho.shape == grid.fine_mesh
     assert rho.sum() * grid.voxel_volume("fine") == pytest.approx(8.0, rel=1e-5)
+
+
+def test_prior_fit_prior_refuses_ids_that_are_not_train_entries(tiny_store, tmp_path, run_cli):
+    import json
+
+    from rhosr.store import DatasetStore
+
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": PRIOR_MODEL, "epochs": 1}))
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(DatasetStore.open(tiny_store).entry_ids("validation")))
+    out = tmp_path / "o.yaml"
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out, "--ids", ids)
+    assert code == 2 and "would leak them" in err and not out.exists()

@@ -31,6 +31,7 @@ from torch import nn
 from rhosr.errors import InputError
 from rhosr.inputs import ElementsOptions, NoOptions
 from rhosr.layers import upsample_linear
+from rhosr.prior import DEFAULT_EXPONENTS
 from rhosr.registry import Registry
 
 BASES = Registry("base")
@@ -87,7 +88,7 @@ class PriorOptions:
     (Bohr^-2) around each atom of ``elements[e]``; empty until ``rhosr fit-prior`` fills them."""
 
     elements: tuple[str, ...] = ("H", "C", "N", "O", "F")
-    exponents: tuple[float, ...] = tuple(0.2 * 2.0**k for k in range(8))
+    exponents: tuple[float, ...] = DEFAULT_EXPONENTS
     coefficients: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self):

@@ -59,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise InputError(f"{args.ids}: not a readable JSON list of ids "
                              f"({exc.__class__.__name__})") from None
-        missing = [i for i in ids if not store.has(i)] if isinstance(ids, list) else ["?"]
+        train = set(store.entry_ids("train"))
+        missing = [i for i in ids if i not in train] if isinstance(ids, list) else ["?"]
         if not isinstance(ids, list) or missing:
-            raise InputError(f"{args.ids}: must list entries of the store (first missing: {missing[0]})")
+            raise InputError(f"{args.ids}: must list train entries of the store (a prior fitted to "
+                             f"validation or test labels would leak them; first not a train entry: "
+                             f"{missing[0]})")
         ids = ids[:args.molecules]
     else:
         train = store.entry_ids("train")
