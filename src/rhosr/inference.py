@@ -64,8 +64,15 @@ def tile_halo(model: DensityModel) -> int:
     return model.config.tile_halo
 
 
-def _run(model: DensityModel, coarse: np.ndarray, device: str, fine: np.ndarray | None = None) -> np.ndarray:
+def _as_input(coarse: np.ndarray, device: str) -> torch.Tensor:
+    """``(1, C, X, Y, Z)`` float32 on ``device``, channels-last on the CPU (oneDNN's layout;
+    a model loaded for prediction is converted to it, :func:`rhosr.predict.load_predictor`)."""
     x = torch.as_tensor(np.ascontiguousarray(coarse, dtype=np.float32), device=device)[None]
+    return x.to(memory_format=torch.channels_last_3d) if x.device.type == "cpu" else x
+
+
+def _run(model: DensityModel, coarse: np.ndarray, device: str, fine: np.ndarray | None = None) -> np.ndarray:
+    x = _as_input(coarse, device)
     f = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32),
                                                   device=device)[None, None]
     with torch.inference_mode():
@@ -113,7 +120,7 @@ def _run_head_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: 
     up = model.upscale
     halo = tile_halo(model)
     shape = coarse.shape[1:]
-    x = torch.as_tensor(np.ascontiguousarray(coarse, dtype=np.float32), device=device)[None]
+    x = _as_input(coarse, device)
     with torch.inference_mode():
         features = model.trunk.body(x)
         out = torch.empty((1, 1, *(up * n for n in shape)), dtype=features.dtype, device=device)

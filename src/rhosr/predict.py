@@ -51,9 +51,14 @@ def model_folder(name_or_path: str | os.PathLike | None = None) -> Path:
 
 @lru_cache(maxsize=4)
 def _load(folder: str, device: str):
+    import torch
+
     from rhosr.checkpoint import load_model
 
-    return load_model(folder, device)
+    model, meta = load_model(folder, device)
+    if device == "cpu":  # oneDNN's preferred layout: 11-18% faster inference (MEASUREMENTS.md)
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model, meta
 
 
 def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = "cpu"):
