@@ -94,6 +94,10 @@ def test_inputs_unet_runs_its_head_in_tiles_exactly(unet_model_dir):
     instance = build_model({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1}})
     with pytest.raises(InputError, match="instance norm"):
         predict_array(instance, np.ones((12, 12, 12), np.float32), 8.0, 0.01, tile=6)
+    unet_instance = build_model({"trunk": {"name": "unet", "channels": [4, 6], "norm": "instance"}})
+    assert not unet_instance.head_tiled  # its head's instance norm sees the whole box
+    with pytest.raises(InputError, match="instance norm"):
+        predict_array(unet_instance, np.ones((12, 12, 12), np.float32), 8.0, 0.01, tile=6)
 
 
 def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):

@@ -157,7 +157,10 @@ class ModelConfig:
         """True when a box too large for memory runs the trunk's body whole and only its local
         head in tiles (a trunk that is not local but has ``body``/``head``, e.g. the U-Net);
         False when the whole model is tiled (local) or cannot be."""
-        return not self.local and hasattr(self.trunk.options, "head_radius")
+        options = self.trunk.options
+        # a head with instance norm sees the whole box: then it cannot be tiled either
+        return (not self.local and hasattr(options, "head_radius")
+                and getattr(options, "norm", "none") == "none")
 
     @property
     def tileable(self) -> bool:

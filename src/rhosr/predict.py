@@ -56,7 +56,7 @@ def _load(folder: str, device: str):
     from rhosr.checkpoint import load_model
 
     model, meta = load_model(folder, device)
-    if device == "cpu":  # oneDNN's preferred layout: 11-18% faster inference (MEASUREMENTS.md)
+    if device == "cpu":  # oneDNN's preferred layout: 11-18% faster inference
         model = model.to(memory_format=torch.channels_last_3d)
     return model, meta
 
