@@ -18,6 +18,7 @@ exact. Other models (instance norms see the whole box) cannot be tiled: they ref
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -79,37 +80,31 @@ def _run(model: DensityModel, coarse: np.ndarray, device: str, fine: np.ndarray 
         return model(x, fine=f)[0, 0].float().cpu().numpy()
 
 
+def _tiles(shape, tile: int, halo: int, up: int, progress=None):
+    """The tiles of a coarse box ``shape`` with cores of ``tile`` points per axis, in order:
+    per tile, the periodic coarse indices of its core and halo on each axis, the slices of its
+    core on the fine mesh of the box, and the same core inside the tile's fine output."""
+    starts = [range(0, n, tile) for n in shape]
+    total = math.prod(len(s) for s in starts)
+    for done, start in enumerate(itertools.product(*starts), 1):
+        core = [min(tile, n - s) for s, n in zip(start, shape)]
+        index = [(s - halo + np.arange(c + 2 * halo)) % n for s, c, n in zip(start, core, shape)]
+        in_box = tuple(slice(up * s, up * (s + c)) for s, c in zip(start, core))
+        in_tile = tuple(slice(up * halo, up * (halo + c)) for c in core)
+        yield index, in_box, in_tile
+        if progress:
+            progress(done, total)
+
+
 def _run_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: str, progress=None,
                fine: np.ndarray | None = None) -> np.ndarray:
     up = model.upscale
-    halo = tile_halo(model)
-    shape = coarse.shape[1:]
-    out = np.empty([up * n for n in shape], dtype=np.float32)
-    starts = [list(range(0, n, tile)) for n in shape]
-    total = math.prod(len(s) for s in starts)
-    done = 0
-    for sx in starts[0]:
-        for sy in starts[1]:
-            for sz in starts[2]:
-                core = [min(tile, n - s) for s, n in zip((sx, sy, sz), shape)]
-                index = [
-                    (s - halo + np.arange(c + 2 * halo)) % n for s, c, n in zip((sx, sy, sz), core, shape)
-                ]
-                fine_tile = None
-                if fine is not None:
-                    fine_index = [(up * (s - halo) + np.arange(up * (c + 2 * halo))) % (up * n)
-                                  for s, c, n in zip((sx, sy, sz), core, shape)]
-                    fine_tile = fine[np.ix_(*fine_index)]
-                piece = _run(model, coarse[(slice(None), *np.ix_(*index))], device, fine_tile)
-                h = up * halo
-                out[
-                    up * sx : up * (sx + core[0]),
-                    up * sy : up * (sy + core[1]),
-                    up * sz : up * (sz + core[2]),
-                ] = piece[h : h + up * core[0], h : h + up * core[1], h : h + up * core[2]]
-                done += 1
-                if progress:
-                    progress(done, total)
+    out = np.empty([up * n for n in coarse.shape[1:]], dtype=np.float32)
+    for index, in_box, in_tile in _tiles(coarse.shape[1:], tile, tile_halo(model), up, progress):
+        fine_tile = None
+        if fine is not None:  # fine point up*i + k of coarse point i (wrapping with it)
+            fine_tile = fine[np.ix_(*[(up * i[:, None] + np.arange(up)).ravel() for i in index])]
+        out[in_box] = _run(model, coarse[(slice(None), *np.ix_(*index))], device, fine_tile)[in_tile]
     return out
 
 
@@ -118,31 +113,15 @@ def _run_head_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: 
     """The trunk's body on the whole box, its local head in tiles (exact), the base on the
     whole fine mesh, then the ReLU: what ``model(x, fine=fine)`` returns."""
     up = model.upscale
-    halo = tile_halo(model)
-    shape = coarse.shape[1:]
     x = _as_input(coarse, device)
     with torch.inference_mode():
         features = model.trunk.body(x)
-        out = torch.empty((1, 1, *(up * n for n in shape)), dtype=features.dtype, device=device)
-        starts = [list(range(0, n, tile)) for n in shape]
-        total = math.prod(len(s) for s in starts)
-        done = 0
-        for sx in starts[0]:
-            for sy in starts[1]:
-                for sz in starts[2]:
-                    core = [min(tile, n - s) for s, n in zip((sx, sy, sz), shape)]
-                    piece = features
-                    for axis, (s, c, n) in enumerate(zip((sx, sy, sz), core, shape)):
-                        index = torch.as_tensor((s - halo + np.arange(c + 2 * halo)) % n, device=device)
-                        piece = piece.index_select(2 + axis, index)
-                    piece = model.trunk.head(piece)
-                    h = up * halo
-                    out[..., up * sx: up * (sx + core[0]), up * sy: up * (sy + core[1]),
-                        up * sz: up * (sz + core[2])] = piece[..., h: h + up * core[0], h: h + up * core[1],
-                                                               h: h + up * core[2]]
-                    done += 1
-                    if progress:
-                        progress(done, total)
+        out = torch.empty((1, 1, *(up * n for n in coarse.shape[1:])), dtype=features.dtype, device=device)
+        for index, in_box, in_tile in _tiles(coarse.shape[1:], tile, tile_halo(model), up, progress):
+            piece = features
+            for axis, i in enumerate(index):
+                piece = piece.index_select(2 + axis, torch.as_tensor(i, device=device))
+            out[(..., *in_box)] = model.trunk.head(piece)[(..., *in_tile)]
         del features
         f = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32),
                                                       device=device)[None, None]

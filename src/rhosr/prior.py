@@ -97,6 +97,7 @@ def fit_prior(store_path: str, ids: list[str], elements, exponents=DEFAULT_EXPON
     from tqdm import tqdm
 
     from rhosr.inputs import entry_molecule
+    from rhosr.sad import sad_fine
     from rhosr.store import DatasetStore
 
     store = DatasetStore.open(store_path)
@@ -125,6 +126,7 @@ def held_out_errors(store_path: str, ids: list[str], elements, exponents, coeffi
                     ) -> tuple[list[float], list[float]]:
     """Per store entry, Err_rho (%) of the SAD and of the prior (rescaled to N_e) against its label."""
     from rhosr.inputs import entry_molecule
+    from rhosr.sad import sad_fine
     from rhosr.store import DatasetStore
 
     store = DatasetStore.open(store_path)
@@ -139,13 +141,6 @@ def held_out_errors(store_path: str, ids: list[str], elements, exponents, coeffi
         prior = prior_density(mol, grid, "fine", elements, exponents, coefficients)
         prior_err.append(100 * np.abs(rescaled(prior, n_e, dv) - label).sum() * dv / n_e)
     return sad_err, prior_err
-
-
-def sad_fine(mol, grid: Grid) -> np.ndarray:
-    """The fine-mesh SAD the prior builds on (:func:`rhosr.sad.sad_fine`), float64."""
-    from rhosr.sad import sad_fine as fast_sad_fine
-
-    return fast_sad_fine(mol, grid).astype(np.float64)
 
 
 def rescaled(rho: np.ndarray, n_electrons: float, voxel_volume: float) -> np.ndarray:
