@@ -5,9 +5,10 @@ Both through the ``rhosr`` command line with default threads, wall time of whole
 
 - DFT: ``rhosr dft MOL.xyz -o MOL.cube --preset fast``, one command per molecule;
 - prediction: one ``rhosr predict *.xyz -o FOLDER/`` over all of them (the default model
-  unless ``--model``);
+  unless ``--model``), with ``--runtime onnx`` (ONNX Runtime) and ``--runtime torch`` (PyTorch,
+  the baseline measured in the same run);
 - one molecule: ``rhosr predict MOL.xyz -o MOL.cube`` for the first molecule, the median of
-  ``--repeat`` calls.
+  ``--repeat`` calls, with each runtime.
 
 Prints the ratio of total DFT time to total prediction time and the one-molecule time, and
 writes a markdown table. Run it on a quiet machine: both sides use every core.
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+RUNTIMES = ("onnx", "torch")
 
 
 def timed(cmd: list[str]) -> float:
@@ -46,6 +48,7 @@ def main() -> None:
     from ase.io import write
 
     from rhosr.molecule import read_molecule
+    from rhosr.predict import DEFAULT_MODEL
     from rhosr.qm9 import load_split
 
     rhosr = [sys.executable, "-m", "rhosr"]
@@ -64,33 +67,40 @@ def main() -> None:
             dft[path.stem] = timed([*rhosr, "dft", str(path), "-o", str(tmp / f"{path.stem}_dft.cube"),
                                     "--preset", "fast", "--quiet"])
             print(f"dft {path.stem}: {dft[path.stem]:.1f} s", flush=True)
-        batch = timed([*rhosr, "predict", *map(str, files), "-o", str(tmp / "pred"), "--quiet", *model])
-        print(f"predict {len(files)} molecules: {batch:.1f} s", flush=True)
-        one = [timed([*rhosr, "predict", str(files[0]), "-o", str(tmp / "one.cube"), "--quiet", *model])
-               for _ in range(args.repeat)]
+        batch, one = {}, {}
+        for runtime in RUNTIMES:
+            flags = ["--quiet", "--runtime", runtime, *model]
+            batch[runtime] = timed([*rhosr, "predict", *map(str, files), "-o", str(tmp / "pred"), *flags])
+            print(f"predict {len(files)} molecules, --runtime {runtime}: {batch[runtime]:.1f} s", flush=True)
+            one[runtime] = [timed([*rhosr, "predict", str(files[0]), "-o", str(tmp / "one.cube"), *flags])
+                            for _ in range(args.repeat)]
     total = sum(dft.values())
-    ratio = total / batch
     lines = [
         "# Prediction vs DFT as a user runs them",
         "",
         f"Command: `python benchmarks/predict_cli_vs_dft.py --n {args.n}"
         f"{' --model ' + args.model if args.model else ''}`; {os.cpu_count()} cores, default threads, "
-        "wall time of whole `rhosr` commands (start-up included), cube output.",
+        "wall time of whole `rhosr` commands (start-up included), cube output; model "
+        f"`{args.model or DEFAULT_MODEL}`.",
         "",
         f"- `rhosr dft MOL -o MOL.cube --preset fast`, one command per molecule: {total:.1f} s for "
         f"{len(files)} QM9 test molecules ({total / len(files):.1f} s each).",
-        f"- `rhosr predict *.xyz -o FOLDER/`, one command: {batch:.1f} s ({batch / len(files):.2f} s each).",
-        f"- **Ratio: {ratio:.0f}x.**",
-        f"- One molecule (`rhosr predict {files[0].name} -o one.cube`): "
-        f"median {statistics.median(one):.2f} s "
-        f"over {len(one)} calls (min {min(one):.2f} s).",
+        "",
+        f"| `rhosr predict` | {len(files)} molecules, one command | s per molecule | ratio to DFT "
+        f"| one molecule (`{files[0].name}`), median of {args.repeat} calls |",
+        "|---|---|---|---|---|",
+        *[f"| `--runtime {r}` | {batch[r]:.1f} s | {batch[r] / len(files):.2f} | **{total / batch[r]:.0f}x** "
+          f"| {statistics.median(one[r]):.2f} s (min {min(one[r]):.2f} s) |" for r in RUNTIMES],
+        "",
+        "`--runtime onnx` runs the model folder's `model.onnx` with ONNX Runtime (no PyTorch import); "
+        "`torch` runs it with PyTorch; the default `auto` is `onnx` here.",
         "",
         "| molecule | DFT s |",
         "|---|---|",
         *[f"| {name} | {seconds:.1f} |" for name, seconds in dft.items()],
     ]
     args.md.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[4:8]))
+    print("\n".join(lines[4:11]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Copy a training run's best model into the package and write its model card.
+"""Copy a training run's best model into the package, write its model card and its ``model.onnx``.
 
     python scripts/ship_model.py RUN_DIR --name qm9-small --test-report REPORT_DIR \
         [--command-train "..."] [--command-eval "..."] [--note "limitations paragraph"]
@@ -105,7 +105,10 @@ def main() -> None:
         *(["", "## Limitations", "", args.note] if args.note else []),
     ]
     (target / "MODEL_CARD.md").write_text("\n".join(line for line in lines) + "\n")
-    print(f"shipped {target}")
+    from rhosr.onnx_export import export_onnx
+
+    worst = export_onnx(target)  # rhosr predict runs it without importing torch
+    print(f"shipped {target} (model.onnx within {worst:.1e} of PyTorch)")
 
 
 if __name__ == "__main__":

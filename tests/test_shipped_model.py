@@ -42,7 +42,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def water():
-    return predict(read_molecule("qm9:3"))
+    return predict(read_molecule("qm9:3"), runtime="torch")  # compared with predict_array (PyTorch)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,30 @@ Angstrom. Density arrays have axes (x, y, z) in C order.
 
 __version__ = "0.1.0"
 
-# torch first, before any PySCF library is loaded. Both ship their own OpenMP runtime (libgomp);
+import sys as _sys
+
+
+# torch before any PySCF library is loaded. Both ship their own OpenMP runtime (libgomp);
 # torch puts its runtime in the global namespace when imported, and PySCF libraries loaded
 # after that bind to it. If torch came second, PySCF libraries loaded before and after it would
 # use two runtimes at once, and with OMP_NUM_THREADS > 1 the GPW SCF silently stops converging
-# (seen with PySCF 2.14 / torch 2.13; tests/test_threads.py guards it). Import rhosr before
-# using PySCF directly in the same process.
-import torch  # noqa: E402, F401
+# (seen with PySCF 2.14 / torch 2.13; tests/test_threads.py guards it). torch itself takes
+# ~1.7 s to import, which a prediction run by ONNX Runtime never needs; so instead of importing
+# it here, the first import of pyscf (by rhosr or by the user, after importing rhosr) imports
+# torch first. Import rhosr before using PySCF directly in the same process.
+class _TorchBeforePySCF:
+    """A ``sys.meta_path`` finder that finds nothing: it imports torch when pyscf is first
+    looked for, then lets the usual finders find pyscf."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "pyscf" and "torch" not in _sys.modules:
+            import torch  # noqa: F401
+        return None
+
+
+if "pyscf" not in _sys.modules and not any(isinstance(f, _TorchBeforePySCF) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _TorchBeforePySCF())
 
 from rhosr.errors import InputError, RhosrError  # noqa: E402
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "fit-prior": "fit the fitted_prior base of a training config to a store's labels",
     "train": "train or fine-tune a density model on a store",
     "predict": "predict densities with a trained model (the shipped one by default)",
+    "export-onnx": "write a model folder's model.onnx (prediction without PyTorch)",
     "evaluate": "Err_rho of a model and of the SAD over a store split or cube folders",
     "onestep": "energies and orbitals from one Kohn-Sham diagonalisation of a density",
     "scf": "the full GPW SCF from the model's density or PySCF's guesses",

@@ -27,6 +27,7 @@ import torch
 from rhosr.errors import InputError
 from rhosr.grid import ROTATIONS, inverse_rotation, rotate_grid  # noqa: F401  (inverse_rotation: old home)
 from rhosr.model import DensityModel
+from rhosr.onnx_runtime import rescale_to_electrons
 
 
 def estimate_memory_bytes(model: DensityModel, coarse_shape) -> int:
@@ -192,10 +193,4 @@ def predict_array(
             pred = _run(model, rotated, device, fine_rotated)
         pred = rotate_grid(pred, *inverse_rotation(perm, signs))
         total = pred.astype(np.float64) if total is None else total + pred
-    rho = total / rotations
-    integral = rho.sum() * fine_voxel_volume
-    if integral <= 0:
-        rho = np.full_like(rho, n_electrons / (rho.size * fine_voxel_volume))
-    else:
-        rho *= n_electrons / integral
-    return rho.astype(np.float32)
+    return rescale_to_electrons(total / rotations, n_electrons, fine_voxel_volume)

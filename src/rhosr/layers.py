@@ -8,6 +8,8 @@ convolution of ``n`` points returns ``ceil(n/2)``, its point ``j`` centred on in
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -54,6 +56,22 @@ cut along x into this many overlapping slabs that travel as a batch (exact; 1 di
 Inference (no autograd) does not need it: there a batch of one runs ~15% faster whole."""
 
 
+PLAIN_CONVOLUTIONS = False
+"""When True every periodic convolution is one ``Conv3d`` call: the graph an ONNX export traces
+(:func:`plain_convolutions`); the CPU work-arounds below are PyTorch-specific."""
+
+
+@contextlib.contextmanager
+def plain_convolutions():
+    """Within the block, periodic convolutions skip the PyTorch CPU work-arounds (same result)."""
+    global PLAIN_CONVOLUTIONS
+    before, PLAIN_CONVOLUTIONS = PLAIN_CONVOLUTIONS, True
+    try:
+        yield
+    finally:
+        PLAIN_CONVOLUTIONS = before
+
+
 def _conv_in_slabs(conv: nn.Conv3d, x: torch.Tensor, slabs: int) -> torch.Tensor:
     """``conv(x)`` for a padded ``x`` of batch 1, computed as a batch of ``slabs`` x-slabs."""
     p2 = conv.kernel_size[0] - 1
@@ -97,6 +115,8 @@ class PeriodicConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = circular_pad(x, self.halo)
+        if PLAIN_CONVOLUTIONS:
+            return super().forward(x)
         if (x.device.type == "cpu" and 1 in (self.in_channels, self.out_channels) and self.halo > 0
                 and not torch.is_grad_enabled()):  # inference only: its slices' backward is slow
             return _conv_one_channel_side(self, x)

@@ -28,11 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from rhosr.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 AO_CUTOFF = 1e-11
 """A primitive is cut where its contribution to an orbital falls below this (Bohr^-3/2)."""
@@ -350,7 +353,7 @@ def render_density(
     orbitals: np.ndarray | None = None,
     occupations: np.ndarray | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     cutoff: float = AO_CUTOFF,
     block: tuple[int, int, int] = BLOCK,
 ) -> np.ndarray:
@@ -379,7 +382,7 @@ def render_density_tensor(
     orbitals: np.ndarray | None = None,
     occupations: np.ndarray | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     cutoff: float = AO_CUTOFF,
     block: tuple[int, int, int] = BLOCK,
 ) -> torch.Tensor:
@@ -389,8 +392,11 @@ def render_density_tensor(
     ``block`` is the number of mesh points (x, y, z) per block: the memory is about
     ``n_orbitals * prod(block)`` values (at most ``BLOCK_BYTES``), and only the primitives that
     reach a block are used. Small blocks suit a CPU's caches; on a GPU larger ones (e.g.
-    ``(32, 32, 128)``) launch fewer kernels.
+    ``(32, 32, 128)``) launch fewer kernels. ``dtype`` defaults to float64.
     """
+    import torch  # here, not at the top: the SAD and prediction use this module without it
+
+    dtype = torch.float64 if dtype is None else dtype
     basis = (basis_by_element if isinstance(basis_by_element, GaussianBasis)
              else GaussianBasis.from_pyscf_format(symbols, basis_by_element))
     if list(symbols) != basis.symbols:

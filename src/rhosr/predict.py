@@ -7,6 +7,7 @@ with, and the inputs it reads (built by the model's own input builders, :mod:`rh
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -61,16 +62,57 @@ def _load(folder: str, device: str):
     return model, meta
 
 
-def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = "cpu"):
-    """``(model, meta)`` of a model folder or shipped model, in eval mode on ``device``."""
+@lru_cache(maxsize=4)
+def _load_onnx(folder: str):
+    from rhosr.onnx_runtime import load_onnx_model, read_model_meta
+
+    return load_onnx_model(folder), read_model_meta(folder)
+
+
+RUNTIMES = ("auto", "onnx", "torch")
+"""How a prediction runs its network (``--runtime``): ``onnx`` with ONNX Runtime (a model
+folder's ``model.onnx``, :mod:`rhosr.onnx_runtime`: no PyTorch import, ~1.5 s less start-up),
+``torch`` with PyTorch, ``auto`` ONNX Runtime where it can (CPU, whole box, one rotation, a
+current ``model.onnx``) and PyTorch otherwise."""
+
+
+def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = "cpu",
+                   runtime: str = "torch"):
+    """``(model, meta)`` of a model folder or shipped model, in eval mode on ``device``: the
+    PyTorch :class:`rhosr.model.DensityModel`, or with ``runtime`` ``onnx`` (or ``auto`` where
+    the folder has a current ``model.onnx`` and ONNX Runtime is installed) an
+    :class:`rhosr.onnx_runtime.OnnxModel`, which runs on the CPU only."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if device.startswith("cuda"):
+        if runtime == "onnx":
+            raise InputError("--runtime onnx runs on the CPU; use --runtime torch (or auto) "
+                             "with --device cuda")
         import torch
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available to PyTorch here")
     elif device != "cpu":
         raise InputError(f"device must be cpu or cuda, got {device!r}")
-    return _load(str(model_folder(name_or_path).resolve()), device)
+    folder = model_folder(name_or_path).resolve()
+    if runtime == "onnx" or (runtime == "auto" and device == "cpu"):
+        from rhosr.onnx_runtime import ONNX_FILE, stale_reason
+
+        try:
+            return _load_onnx(str(folder))
+        except InputError as exc:
+            if runtime == "onnx":
+                raise
+            if stale_reason(folder) is None:  # a model.onnx is there but unusable: say so once
+                _warn_once(f"{exc}; running the model with PyTorch instead")
+            elif (folder / ONNX_FILE).exists():
+                pass  # onnxruntime missing: PyTorch is the documented fallback
+    return _load(str(folder), device)
+
+
+@lru_cache(maxsize=16)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RhosrWarning, stacklevel=3)
 
 
 def default_memory_budget_gb() -> float:
@@ -104,12 +146,27 @@ def element_caveat(meta: dict, symbols) -> str | None:
     return "; ".join(parts) + ": expect larger errors around those atoms"
 
 
-def check_options(tile: int | None = None, rotations: int = 1, max_memory_gb: float | None = None) -> None:
+def check_options(tile: int | None = None, rotations: int = 1, max_memory_gb: float | None = None,
+                  runtime: str = "auto") -> None:
     """InputError unless ``tile`` (coarse points per axis) is None or >= 1, ``rotations`` is
-    1-24 and ``max_memory_gb`` is None or a positive number (the flags of the same names)."""
+    1-24, ``max_memory_gb`` is None or a positive number and ``runtime`` one of
+    :data:`RUNTIMES` that can do all that (the flags of the same names)."""
     check_optional("--tile", tile, integer=True, low=1, hint="coarse points per axis")
     check_number("--rotations", rotations, integer=True, low=1, high=24)
     check_optional("--max-memory", max_memory_gb, above=0, hint="GB")
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx" and (tile is not None or rotations != 1):
+        raise InputError("--runtime onnx runs the whole box once: --tile and --rotations need "
+                         "--runtime torch")
+
+
+def runtime_for(tile: int | None, rotations: int, runtime: str) -> str:
+    """The runtime a prediction with these options asks :func:`load_predictor` for: ``auto``
+    becomes ``torch`` when tiles or rotations are asked for (the ONNX graph has neither)."""
+    if runtime == "auto" and (tile is not None or rotations != 1):
+        return "torch"
+    return runtime
 
 
 @dataclass
@@ -137,27 +194,41 @@ def predict(
     max_memory_gb: float | None = None,
     rotations: int = 1,
     progress=None,
+    runtime: str = "auto",
 ) -> Prediction:
     """Predict the density of ``mol`` with a model folder or shipped model name.
+
+    ``runtime`` (:data:`RUNTIMES`): ``auto`` runs ONNX Runtime where it can and PyTorch where
+    it cannot (tiles, rotations, CUDA, a box whose whole-box pass exceeds the memory budget),
+    with the same result to float rounding.
 
     Refused before any work (InputError): a ``tile`` below 1, ``rotations`` outside 1-24, a
     ``max_memory_gb`` that is not a positive number, and a box whose estimated memory (the
     fine-mesh arrays plus one forward pass, tiled when the model allows it) exceeds what the
     machine has available."""
-    from rhosr.inference import estimate_memory_bytes, predict_array, tile_for_memory
-
-    check_options(tile, rotations, max_memory_gb)
-    net, meta = load_predictor(model, device)
+    check_options(tile, rotations, max_memory_gb, runtime)
+    net, meta = load_predictor(model, device, runtime_for(tile, rotations, runtime))
     caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
     if caveat:
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
+    forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
+    if getattr(net, "runtime", "torch") == "onnxruntime":
+        budget = default_memory_budget_gb() if max_memory_gb is None else max_memory_gb
+        if forward_bytes <= budget * 1e9:
+            return _predict_onnx(net, mol, placed, grid)
+        if runtime == "onnx":
+            raise InputError(f"{mol.name}: one whole-box pass needs ~{forward_bytes / 1e9:.1f} GB, more "
+                             f"than {budget:.1f} GB; --runtime torch predicts it in tiles")
+        net, meta = load_predictor(model, device, "torch")  # tiles bound its memory
+    from rhosr.inference import predict_array, tile_for_memory
+
     auto = tile is None and max_memory_gb is None and device == "cpu" and net.tileable
     if auto:
         max_memory_gb = default_memory_budget_gb()  # a box too large for memory is tiled, not killed
     if tile is None and max_memory_gb is not None:
-        if estimate_memory_bytes(net, grid.coarse_mesh) > max_memory_gb * 1e9:
+        if forward_bytes > max_memory_gb * 1e9:
             try:
                 tile = tile_for_memory(net, max_memory_gb * 1e9)
             except InputError:
@@ -182,7 +253,24 @@ def predict(
         fine=fine,
     )
     t_model = time.perf_counter() - t0
-    return Prediction(density, grid, placed, inputs[0], {"sad_s": t_sad, "model_s": t_model, "tile": tile})
+    return Prediction(density, grid, placed, inputs[0],
+                      {"sad_s": t_sad, "model_s": t_model, "tile": tile, "runtime": "torch"})
+
+
+def _predict_onnx(net, mol: Molecule, placed: Molecule, grid: Grid) -> Prediction:
+    """The whole-box prediction with ONNX Runtime (:class:`rhosr.onnx_runtime.OnnxModel`)."""
+    from rhosr.onnx_runtime import rescale_to_electrons
+
+    _check_memory(net, mol, grid, None, "cpu")
+    t0 = time.perf_counter()
+    inputs = net.build_inputs(placed, grid)
+    fine = net.build_fine(placed, grid)
+    t_sad = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    density = rescale_to_electrons(net.run(inputs, fine), mol.n_valence, grid.voxel_volume("fine"))
+    t_model = time.perf_counter() - t0
+    return Prediction(density, grid, placed, inputs[0],
+                      {"sad_s": t_sad, "model_s": t_model, "tile": None, "runtime": "onnxruntime"})
 
 
 MIN_AUTO_TILE = 4
@@ -196,24 +284,24 @@ float32 result, and a float64 fine-mesh input where the model takes one."""
 
 def _check_memory(net, mol: Molecule, grid: Grid, tile: int | None, device: str) -> None:
     """Refuse a prediction whose estimated memory exceeds what the machine has available."""
-    import math
-
-    from rhosr.inference import estimate_memory_bytes, tile_halo
     from rhosr.memory import check_fits
 
     tiled = tile is not None and any(tile < n for n in grid.coarse_mesh)
     arrays = BYTES_PER_FINE_POINT * math.prod(grid.fine_mesh) + 16 * math.prod(grid.coarse_mesh)
     if tiled:  # one tile, plus what runs on the whole box anyway (a head-tiled model's body)
+        from rhosr.inference import tile_halo
+
         forward = (net.config.tile_bytes_per_voxel * (tile + 2 * tile_halo(net)) ** 3
                    + net.config.untiled_bytes_per_voxel * math.prod(grid.coarse_mesh))
     else:
-        forward = estimate_memory_bytes(net, grid.coarse_mesh)
+        forward = int(net.bytes_per_voxel * math.prod(grid.coarse_mesh))
     how = f"tiles of {tile}" if tiled else "whole box"
     what = f"the prediction of {mol.name} (fine mesh {' x '.join(map(str, grid.fine_mesh))}, {how})"
     tileable = net.tileable
     if device == "cpu":
         arrays += forward
-        hint = ("tiles bound only the network's share: the fine-mesh density itself must fit" if tileable
+        hint = ("tiles bound only the network's share: the fine-mesh density itself must fit"
+                if tileable or getattr(net, "runtime", "torch") == "onnxruntime"
                 else "this model uses instance norm and cannot be tiled (a model with norm: none can)")
     else:
         check_fits(forward, what, "--max-memory GB picks tiles that fit" if tileable else

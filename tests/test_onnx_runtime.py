@@ -1,0 +1,160 @@
+"""Prediction with ONNX Runtime: the exported graph equals the PyTorch model, stale or damaged
+files are refused or fall back to PyTorch, and the ONNX path never imports PyTorch."""
+
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from tests.conftest import random_weights
+
+from rhosr.errors import InputError, RhosrWarning
+
+WATER = "3\n\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469\n"
+CONFIGS = {
+    "srresnet_sad_linear": {"inputs": ["sad"], "trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1,
+                                                         "kernel_first": 3, "kernel": 3, "norm": "none"},
+                            "base": "sad_linear"},
+    "unet_groups_sad_fine": {"inputs": ["sad", {"name": "sad_groups", "groups": [1, 14, 15, 16, 17]}],
+                             "trunk": {"name": "unet", "channels": [4, 8], "head_kernel": 1},
+                             "base": "sad_fine"},
+    "fitted_prior": {"inputs": ["sad"], "trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1,
+                                                  "norm": "none"},
+                     "base": {"name": "fitted_prior", "elements": ["H", "O"], "exponents": [0.5, 4.0],
+                              "coefficients": [[0.01, -0.02], [0.03, 0.01]]}},
+}
+
+
+def _model_folder(tmp_path, name: str, seed: int = 0):
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+
+    folder = tmp_path / name
+    model = build_model(CONFIGS[name])
+    save_model(folder, random_weights(model, seed).eval(),
+               {"grid": {"upscale": 2, "margin_angstrom": 3.0}, "val_err": 50.0})
+    return folder
+
+
+@pytest.fixture
+def water(tmp_path):
+    from rhosr.molecule import read_molecule
+
+    path = tmp_path / "water.xyz"
+    path.write_text(WATER)
+    return read_molecule(str(path))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_exported_graph_predicts_what_pytorch_predicts(name, tmp_path, water):
+    from rhosr.onnx_export import export_onnx
+    from rhosr.predict import predict
+
+    folder = _model_folder(tmp_path, name)
+    assert export_onnx(folder) < 1e-5
+    fast = predict(water, folder, runtime="onnx")
+    slow = predict(water, folder, runtime="torch")
+    assert fast.timings["runtime"] == "onnxruntime" and slow.timings["runtime"] == "torch"
+    assert fast.density.shape == slow.density.shape
+    assert np.abs(fast.density - slow.density).max() <= 1e-5 * slow.density.max()
+    assert fast.n_electrons == pytest.approx(8.0, rel=1e-6)
+    auto = predict(water, folder)  # auto: the ONNX graph where it can
+    assert auto.timings["runtime"] == "onnxruntime"
+    assert predict(water, folder, rotations=2).timings["runtime"] == "torch"
+
+
+def test_weights_changed_after_export_are_refused_or_run_with_pytorch(tmp_path, water):
+    from rhosr.onnx_export import export_onnx
+    from rhosr.predict import predict
+
+    folder = _model_folder(tmp_path, "srresnet_sad_linear")
+    export_onnx(folder)
+    other = _model_folder(tmp_path / "other", "srresnet_sad_linear", seed=1)
+    shutil.copy(other / "model.safetensors", folder / "model.safetensors")
+    with pytest.raises(InputError, match="exported from other weights"):
+        predict(water, folder, runtime="onnx")
+    with pytest.warns(RhosrWarning, match="running the model with PyTorch instead"):
+        result = predict(water, folder)
+    want = predict(water, other, runtime="torch")
+    assert result.timings["runtime"] == "torch"
+    assert np.array_equal(result.density, want.density)
+
+
+def test_damaged_graph_is_a_one_line_error(tmp_path, water):
+    from rhosr.onnx_export import export_onnx
+    from rhosr.predict import predict
+
+    folder = _model_folder(tmp_path, "srresnet_sad_linear")
+    export_onnx(folder)
+    data = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="not a readable rhosr ONNX model") as err:
+        predict(water, folder, runtime="onnx")
+    assert "\n" not in str(err.value)
+
+
+def test_options_the_graph_cannot_do_are_refused_with_onnx(tmp_path, water):
+    from rhosr.predict import predict
+
+    with pytest.raises(InputError, match="--tile and --rotations need --runtime torch"):
+        predict(water, runtime="onnx", tile=8)
+    with pytest.raises(InputError, match="runs on the CPU"):
+        predict(water, runtime="onnx", device="cuda")
+    folder = _model_folder(tmp_path, "srresnet_sad_linear")  # never exported
+    with pytest.raises(InputError, match="no model.onnx"):
+        predict(water, folder, runtime="onnx")
+    with pytest.raises(InputError, match="more than"):
+        predict(water, runtime="onnx", max_memory_gb=1e-6)
+
+
+def test_a_box_too_large_for_the_budget_runs_tiled_with_pytorch(tmp_path, water):
+    from rhosr.grid import place_in_box
+    from rhosr.onnx_export import export_onnx
+    from rhosr.predict import predict
+
+    folder = _model_folder(tmp_path, "srresnet_sad_linear")
+    export_onnx(folder)
+    whole = predict(water, folder)
+    _, grid = place_in_box(water, 2, 3.0)
+    forward_gb = load_onnx(folder).bytes_per_voxel * np.prod(grid.coarse_mesh) / 1e9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RhosrWarning)  # small tiles cost many whole-box passes
+        small = predict(water, folder, max_memory_gb=0.6 * forward_gb)
+    assert small.timings["runtime"] == "torch" and small.timings["tile"] is not None
+    assert np.abs(small.density - whole.density).max() <= 1e-5 * whole.density.max()
+
+
+def load_onnx(folder):
+    from rhosr.onnx_runtime import load_onnx_model
+
+    return load_onnx_model(folder)
+
+
+def test_shipped_model_has_a_current_graph():
+    """Shipping new weights without re-exporting would silently cost 1.5 s a call."""
+    from rhosr.onnx_runtime import load_onnx_model
+    from rhosr.predict import model_folder, shipped_models
+
+    for name in shipped_models():
+        assert load_onnx_model(model_folder(name)).upscale == 2
+
+
+def test_predict_cli_with_onnx_never_imports_torch(tmp_path):
+    code = ("import sys; from rhosr.cli import main; "
+            f"code = main(['predict', 'qm9:3', '-o', {str(tmp_path / 'w.cube')!r}, '--quiet']); "
+            "print(code, 'torch' in sys.modules, 'pyscf' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["0", "False", "False"]
+    assert (tmp_path / "w.cube").stat().st_size > 0
+
+
+def test_importing_pyscf_after_rhosr_imports_torch_first():
+    """Both bring an OpenMP runtime; torch's must be loaded first (tests/test_threads.py)."""
+    code = ("import sys, rhosr; assert 'torch' not in sys.modules; import pyscf; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
