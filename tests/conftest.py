@@ -57,6 +57,16 @@ def tiny_store(tmp_path_factory):
     return store.path
 
 
+def python_stdout(code: str) -> str:
+    """Run ``code`` in a fresh Python process (nothing imported yet); its stdout, stripped."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def random_weights(model, seed=0):
     """Give a model random weights (an untrained network whose output is not just its input)."""
     import torch

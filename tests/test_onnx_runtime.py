@@ -2,13 +2,11 @@
 files are refused or fall back to PyTorch, and the ONNX path never imports PyTorch."""
 
 import shutil
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
-from tests.conftest import random_weights
+from tests.conftest import python_stdout, random_weights
 
 from rhosr.errors import InputError, RhosrWarning
 
@@ -145,9 +143,7 @@ def test_predict_cli_with_onnx_never_imports_torch(tmp_path):
     code = ("import sys; from rhosr.cli import main; "
             f"code = main(['predict', 'qm9:3', '-o', {str(tmp_path / 'w.cube')!r}, '--quiet']); "
             "print(code, 'torch' in sys.modules, 'pyscf' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-3:] == ["0", "False", "False"]
+    assert python_stdout(code).split()[-3:] == ["0", "False", "False"]
     assert (tmp_path / "w.cube").stat().st_size > 0
 
 
@@ -155,6 +151,4 @@ def test_importing_pyscf_after_rhosr_imports_torch_first():
     """Both bring an OpenMP runtime; torch's must be loaded first (tests/test_threads.py)."""
     code = ("import sys, rhosr; assert 'torch' not in sys.modules; import pyscf; "
             "print('torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
+    assert python_stdout(code) == "True"

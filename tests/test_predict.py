@@ -195,14 +195,11 @@ def test_shipped_model_records_its_training_elements():
 
 def test_prediction_does_not_import_lightning():
     """Lightning costs seconds to import and prediction does not need it."""
-    import subprocess
-    import sys
+    from tests.conftest import python_stdout
 
     code = ("import sys; from rhosr.molecule import read_molecule; from rhosr.predict import predict; "
-            "predict(read_molecule('qm9:3')); print('lightning' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+            "predict(read_molecule('qm9:3'), runtime='torch'); print('lightning' in sys.modules)")
+    assert python_stdout(code) == "False"
 
 
 def test_tiles_much_smaller_than_their_halo_warn_about_the_cost():
