@@ -70,3 +70,20 @@ def test_ablation_best_combines_the_levers_that_helped(ablation, tmp_path):
     (tmp_path / "ema" / "result.json").unlink()
     with pytest.raises(SystemExit, match="ema has not finished"):
         ablation.best_variant(tmp_path)
+
+
+def test_ablation_best_unet_adds_the_trunk_only_when_it_did_not_help_alone(ablation, tmp_path):
+    errors = {"shipped": 6.0, "unet": 6.5, "sad_fine": 5.5, "fitted_prior": 5.7, "sad_elements": 6.2,
+              "recipe": 6.5, "ema": 5.9}
+    for name, err in errors.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(
+            json.dumps({"best_val_err": err, "config": ablation.VARIANTS[name][1]}))
+    _, best = ablation.best_variant(tmp_path)
+    description, with_unet = ablation.best_variant(tmp_path, unet=True)
+    assert best["model"]["trunk"]["name"] == "srresnet" and with_unet["model"]["trunk"]["name"] == "unet"
+    assert best["model"]["base"] == with_unet["model"]["base"] == "sad_fine"
+    assert "did not help" in description
+    (tmp_path / "unet" / "result.json").write_text(json.dumps({"best_val_err": 5.0, "config": {}}))
+    with pytest.raises(SystemExit, match="best has it already"):
+        ablation.best_variant(tmp_path, unet=True)
