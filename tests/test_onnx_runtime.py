@@ -152,3 +152,11 @@ def test_importing_pyscf_after_rhosr_imports_torch_first():
     code = ("import sys, rhosr; assert 'torch' not in sys.modules; import pyscf; "
             "print('torch' in sys.modules)")
     assert python_stdout(code) == "True"
+
+
+def test_export_onnx_command(tmp_path, run_cli):
+    folder = _model_folder(tmp_path, "srresnet_sad_linear")
+    code, out, _ = run_cli("export-onnx", folder)
+    assert code == 0 and "model.onnx: written" in out and (folder / "model.onnx").exists()
+    code, _, err = run_cli("export-onnx", tmp_path / "nowhere")
+    assert code == 2 and err.count("\n") == 1 and "no such model folder" in err
