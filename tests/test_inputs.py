@@ -121,6 +121,8 @@ def test_inputs_dataset_builds_the_model_inputs_and_fine_base(tiny_store):
     assert item["id"] in dataset._computed  # computed once, kept for the next epoch
     again = dataset[0]
     assert torch.equal(again["inputs"], item["inputs"]) and torch.equal(again["fine"], item["fine"])
+    uncached = DensityDataset(str(tiny_store), "train", model=config, cache_bytes=0)  # cache_gb: 0
+    assert torch.equal(uncached[0]["fine"], item["fine"]) and not uncached._computed
     cropped = DensityDataset(str(tiny_store), "train", model=config, crop=6, augment=True)[0]
     assert cropped["inputs"].shape == (5, 6, 6, 6) and cropped["fine"].shape == (1, 12, 12, 12)
     assert cropped["label"].shape == (1, 12, 12, 12)

@@ -50,7 +50,8 @@ class DensityDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, store_path: str, split: str, augment: bool = False, crop: int | None = None,
-                 seed: int = 0, input_name: str = "sad", ids: list[str] | None = None, model=None):
+                 seed: int = 0, input_name: str = "sad", ids: list[str] | None = None, model=None,
+                 cache_bytes: float = COMPUTED_CACHE_BYTES):
         from rhosr.model import model_config
         from rhosr.store import DatasetStore
 
@@ -79,15 +80,17 @@ class DensityDataset(torch.utils.data.Dataset):
         self.seed = seed
         self._computed: dict[str, tuple] = {}  # entry id -> (inputs, fine) computed from atoms
         self._computed_bytes = 0
+        self.cache_bytes = cache_bytes
 
     def _remember(self, entry_id: str, inputs: np.ndarray, fine, all_stored: bool) -> None:
         """Keep inputs computed from the atoms (not read from the store) for the next epoch,
-        up to :data:`COMPUTED_CACHE_BYTES` per dataset (the fine-mesh SAD of a QM9 molecule
-        takes ~0.8 s to compute and ~4 MB to keep)."""
+        up to ``cache_bytes`` per dataset (default :data:`COMPUTED_CACHE_BYTES`; the fine-mesh
+        SAD of a QM9 molecule takes ~0.2 s to compute and ~5 MB to keep, the fitted prior
+        ~0.5 s)."""
         if all_stored:
             return
         size = inputs.nbytes + (0 if fine is None else fine.nbytes)
-        if self._computed_bytes + size <= COMPUTED_CACHE_BYTES:
+        if self._computed_bytes + size <= self.cache_bytes:
             self._computed[entry_id] = (inputs, fine)
             self._computed_bytes += size
 

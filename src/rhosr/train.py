@@ -70,6 +70,7 @@ class TrainConfig:
     input: str = "sad"
     seed: int = 0
     num_workers: int = 0
+    cache_gb: float = 2.0
     precision: str = "32-true"
     compile: bool = False
     limit_train_batches: int | None = None
@@ -113,6 +114,7 @@ class TrainConfig:
             raise InputError(f"training config: warmup_shape must be one of {', '.join(WARMUP_SHAPES)}, "
                              f"got {self.warmup_shape!r}")
         number("num_workers", integer=True, low=0)
+        number("cache_gb", low=0, high=1e4)
         number("seed", integer=True, low=0, high=2**32 - 1)
         number("crop", integer=True, low=1, optional=True)
         number("crop_halo", integer=True, low=0, optional=True)
@@ -188,6 +190,8 @@ RESUME_SAFE_KEYS = {
                    "sample), not of the process that makes it (rhosr.data)",
     "checkpoint_every_n_steps": "how often last.ckpt is written",
     "log_every_n_steps": "how often metrics are logged",
+    "cache_gb": "memory kept for inputs computed from the atoms; a value not kept is computed again, "
+                "the same",
     "val_every_n_epochs": "how often the model is validated; validation draws nothing and does "
                           "not change the weights (it must still divide epochs)",
 }
@@ -323,9 +327,10 @@ def make_loaders(store_path: str, cfg: TrainConfig, val_ids: list[str] | None = 
     from rhosr.data import DensityDataset, EpochSampler
 
     model = cfg.model_config
+    cache = cfg.cache_gb * 1e9
     train = DensityDataset(store_path, "train", augment=cfg.augment, crop=cfg.crop, seed=cfg.seed,
-                           ids=train_ids, model=model)
-    val = DensityDataset(store_path, "validation", ids=val_ids, model=model)
+                           ids=train_ids, model=model, cache_bytes=cache)
+    val = DensityDataset(store_path, "validation", ids=val_ids, model=model, cache_bytes=cache)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"{store_path}: training needs train and validation entries "
                          f"(has {len(train)} and {len(val)})")
