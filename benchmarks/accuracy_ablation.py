@@ -49,6 +49,9 @@ NEW_RECIPE = {"lr": 1e-3, "warmup_factor": 0.01, "warmup_epochs": 2, "warmup_sha
               "gradient_clip_val": 10.0}
 
 
+BONDED_PRIOR = {"name": "fitted_prior", "typed": True, "bond_positions": [0.25, 0.5, 0.75]}
+
+
 def variant(model_changes: dict | None = None, recipe: dict | None = None) -> dict:
     model = copy.deepcopy(SHIPPED_MODEL)
     model.update(model_changes or {})
@@ -65,6 +68,9 @@ VARIANTS = {
     "fitted_prior": ("base: SAD + per-element radial corrections fitted by least squares to 100 of the "
                      "training labels",
                      variant({"base": "fitted_prior"})),
+    "bonded_prior": ("base: the fitted prior with atom kinds (element and bonded neighbours) and "
+                     "terms at 1/4, 1/2 and 3/4 of each bond, fitted to 100 of the training labels",
+                     variant({"base": BONDED_PRIOR})),
     "recipe": ("recipe: lr 1e-3, 200-step linear warm-up, gradient-norm clipping at 10",
                variant(recipe=NEW_RECIPE)),
     "ema": ("recipe: the shipped one, validating and keeping an exponential moving average of the "
@@ -130,10 +136,10 @@ way): it says what the trunk is worth among the other levers."""
 
 def best_variant(runs: Path, unet: bool = False) -> tuple[str, dict]:
     """Every lever whose run beat the shipped config's best validation Err_rho, together: the
-    U-Net trunk; the better of the two bases; per-group SAD channels for the per-element ones
-    (the same channels on QM9, tested; on elements QM9 never had they take their group mate's
-    channel); the recipe; the moving average. Needs every single-lever result. ``unet``: the
-    U-Net trunk whether or not it helped alone (``best_unet``)."""
+    U-Net trunk; the best of the bases (sad_fine, fitted_prior, bonded_prior); per-group SAD
+    channels for the per-element ones (the same channels on QM9, tested; on elements QM9 never
+    had they take their group mate's channel); the recipe; the moving average. Needs every
+    single-lever result. ``unet``: the U-Net trunk whether or not it helped alone (``best_unet``)."""
     results = {}
     for n in VARIANTS:
         path = runs / n / "result.json"
@@ -150,7 +156,8 @@ def best_variant(runs: Path, unet: bool = False) -> tuple[str, dict]:
     if "unet" in helped or unet:
         model["trunk"] = UNET_TRUNK
         chosen.append("U-Net" if not unet else "U-Net (which alone did not help)")
-    bases = sorted((results[n]["best_val_err"], n) for n in ("sad_fine", "fitted_prior") if n in helped)
+    bases = sorted((results[n]["best_val_err"], n) for n in ("sad_fine", "fitted_prior", "bonded_prior")
+                   if n in helped)
     if bases:
         name = bases[0][1]
         model["base"] = results[name]["config"]["model"]["base"]  # the fitted coefficients too
@@ -167,17 +174,16 @@ def best_variant(runs: Path, unet: bool = False) -> tuple[str, dict]:
     return f"the levers that helped, together: {', '.join(chosen) or 'none'}", {"model": model, **recipe}
 
 
-def fitted_base(store: str, ids: list[str]) -> dict:
-    """The ``fitted_prior`` base fitted to the labels of ``ids`` (the defaults of rhosr.bases)."""
-    from rhosr.bases import PriorOptions
-    from rhosr.prior import fit_prior
+def fitted_base(store: str, ids: list[str], base: dict) -> dict:
+    """The ``fitted_prior`` base ``base`` (its options; defaults of rhosr.prior) fitted to the
+    labels of ``ids``."""
+    from rhosr.prior import PriorOptions, fit_prior
 
-    options = PriorOptions()
-    fitted = fit_prior(store, ids, options.elements, options.exponents)
+    options = PriorOptions(**{k: v for k, v in base.items() if k != "name"})
+    fitted = fit_prior(store, ids, options)
     print(f"[fitted_prior] SAD {sum(fitted['sad_err']) / len(ids):.2f}% -> prior "
           f"{sum(fitted['prior_err']) / len(ids):.2f}% on {len(ids)} training molecules", flush=True)
-    return {"name": "fitted_prior", "elements": list(options.elements), "exponents": list(options.exponents),
-            "coefficients": fitted["coefficients"]}
+    return {"name": "fitted_prior", **fitted["options"].to_dict()}
 
 
 def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int,
@@ -195,9 +201,12 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
     else:
         description, config = (best_variant(runs, unet=name == "best_unet") if name in COMBINATIONS
                                else VARIANTS[name])
-        if config["model"]["base"] == "fitted_prior":  # fitted once, on the first 100 training molecules
+        base = config["model"]["base"]
+        if base == "fitted_prior" or (isinstance(base, dict) and base.get("name") == "fitted_prior"
+                                      and "coefficients" not in base):  # fitted once, on 100 molecules
             config = copy.deepcopy(config)
-            config["model"]["base"] = fitted_base(store, train_ids[:PRIOR_MOLECULES])
+            config["model"]["base"] = fitted_base(store, train_ids[:PRIOR_MOLECULES],
+                                                  base if isinstance(base, dict) else {})
         config = {**config, "augment": True, "batch_size": 1, "seed": 0,
                   "limit_train_batches": STEPS_PER_EPOCH, "checkpoint_every_n_steps": 50,
                   "log_every_n_steps": 10}

@@ -22,6 +22,13 @@ CONFIGS = {
                                                   "norm": "none"},
                      "base": {"name": "fitted_prior", "elements": ["H", "O"], "exponents": [0.5, 4.0],
                               "coefficients": [[0.01, -0.02], [0.03, 0.01]]}},
+    "bonded_prior": {"inputs": ["sad"], "trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1,
+                                                  "norm": "none"},
+                     "base": {"name": "fitted_prior", "elements": ["H", "O"], "exponents": [0.5, 4.0],
+                              "typed": True, "kinds": ["H1", "O2"],
+                              "coefficients": [[0.01, -0.02], [0.03, 0.01]],
+                              "bond_positions": [0.5], "bond_kinds": ["H1-O2"],
+                              "bond_coefficients": [[0.01, -0.01, 0.02, 0.0]]}},
 }
 
 

@@ -10,7 +10,7 @@ from rhosr.errors import InputError
 from rhosr.grid import place_in_box
 from rhosr.model import build_model, model_config
 from rhosr.molecule import read_molecule
-from rhosr.prior import DEFAULT_EXPONENTS, correction_channels, prior_density
+from rhosr.prior import DEFAULT_EXPONENTS, PriorOptions, correction_channels, prior_density, sites
 from rhosr.sad import sad_fine
 
 ELEMENTS = ("H", "O")
@@ -27,7 +27,7 @@ def water():
 def test_prior_zero_coefficients_is_the_fine_sad(water):
     mol, grid = water
     zero = np.zeros((len(ELEMENTS), len(DEFAULT_EXPONENTS)))
-    rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, zero)
+    rho = prior_density(mol, grid, "fine", PriorOptions(ELEMENTS, coefficients=zero.tolist()))
     assert rho.dtype == np.float32 and rho.shape == grid.fine_mesh
     np.testing.assert_allclose(rho, sad_fine(mol, grid), rtol=1e-6, atol=1e-9)
 
@@ -39,11 +39,12 @@ def test_prior_correction_is_gaussians_around_the_fitted_atoms(water):
     coeff = np.zeros((2, len(DEFAULT_EXPONENTS)))
     k, c = 3, 0.05
     coeff[0, k] = c
-    rho = prior_density(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS, coeff).astype(np.float64)
+    options = PriorOptions(ELEMENTS, coefficients=coeff.tolist())
+    rho = prior_density(mol, grid, "fine", options).astype(np.float64)
     added = rho - sad_fine(mol, grid)
     alpha = DEFAULT_EXPONENTS[k]
     assert added.sum() * grid.voxel_volume("fine") == pytest.approx(2 * c * (np.pi / alpha) ** 1.5, rel=1e-4)
-    design = correction_channels(mol, grid, "fine", ELEMENTS, DEFAULT_EXPONENTS)
+    design = correction_channels(mol, grid, "fine", PriorOptions(ELEMENTS))
     assert design.shape == (2 * len(DEFAULT_EXPONENTS), *grid.fine_mesh)
     np.testing.assert_allclose(added, c * design[k], rtol=1e-4, atol=1e-7)
     assert design[len(DEFAULT_EXPONENTS):].any()  # oxygen's channels hold its atom
@@ -57,8 +58,9 @@ def test_prior_leaves_an_unfitted_element_at_its_sad():
 
     mol, grid = place_in_box(Molecule(Atoms("HF", [(0, 0, 0), (0, 0, 0.92)]), name="HF"))
     coeff = np.full((1, len(DEFAULT_EXPONENTS)), 0.01)
-    rho = prior_density(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS, coeff).astype(np.float64)
-    design = correction_channels(mol, grid, "fine", ("H",), DEFAULT_EXPONENTS)
+    options = PriorOptions(("H",), coefficients=coeff.tolist())
+    rho = prior_density(mol, grid, "fine", options).astype(np.float64)
+    design = correction_channels(mol, grid, "fine", PriorOptions(("H",)))
     expected = sad_fine(mol, grid) + np.tensordot(coeff[0], design, axes=1)
     np.testing.assert_allclose(rho, expected, rtol=1e-4, atol=1e-7)
 
@@ -68,9 +70,15 @@ def test_prior_fit_beats_the_sad_on_its_molecules(tiny_store):
     from rhosr.store import DatasetStore
 
     ids = DatasetStore.open(tiny_store).entry_ids("train")
-    fitted = fit_prior(str(tiny_store), ids, ("H", "O", "F"), progress=False)
-    assert np.shape(fitted["coefficients"]) == (3, len(DEFAULT_EXPONENTS))
+    fitted = fit_prior(str(tiny_store), ids, PriorOptions(("H", "O", "F")), progress=False)
+    assert np.shape(fitted["options"].coefficients) == (3, len(DEFAULT_EXPONENTS))
     assert np.mean(fitted["prior_err"]) < np.mean(fitted["sad_err"])
+    bonded = fit_prior(str(tiny_store), ids, PriorOptions(("H", "O", "F"), typed=True,
+                                                          bond_positions=(0.25, 0.5, 0.75)), progress=False)
+    options = bonded["options"]
+    assert options.kinds == ("F1", "H1", "O2") and options.bond_kinds == ("F1-H1", "H1-O2")
+    assert np.shape(options.bond_coefficients) == (2, 3 * 4)
+    assert np.mean(bonded["prior_err"]) < np.mean(fitted["prior_err"])  # more terms, same molecules
 
 
 def test_prior_base_without_coefficients_is_a_clear_error():
@@ -177,3 +185,47 @@ def test_prior_fit_prior_refuses_ids_that_are_not_train_entries(tiny_store, tmp_
     out = tmp_path / "o.yaml"
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out, "--ids", ids)
     assert code == 2 and "would leak them" in err and not out.exists()
+
+
+def test_prior_sites_follow_kinds_and_bonds(water):
+    """Water, typed, three terms per bond: O2 and two H1 atoms; each O-H bond's terms run from H
+    (the first kind, alphabetically) to O. Ethane's C-C bond joins two C4 atoms: its terms at
+    1/4 and 3/4 are the same term (index 0)."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+
+    mol, _ = water
+    options = PriorOptions(("H", "O"), typed=True, bond_positions=(0.25, 0.5, 0.75))
+    found = sites(mol, options)
+    assert sorted(s.row for s in found if s.position is None) == ["H1", "H1", "O2"]
+    bond_sites = [s for s in found if s.position is not None]
+    assert {s.row for s in bond_sites} == {"H1-O2"} and len(bond_sites) == 6
+    o = np.asarray(mol.positions_angstrom[0]) / 0.529177210903
+    first = min(bond_sites, key=lambda s: s.position)  # a quarter of the way from H to O
+    assert np.linalg.norm(np.array(first.centre_bohr) - o) > np.linalg.norm(
+        np.array(max(bond_sites, key=lambda s: s.position).centre_bohr) - o)
+    ethane = Molecule(Atoms("C2H6", [(0, 0, 0), (1.53, 0, 0), (-0.4, 1.0, 0), (-0.4, -0.5, 0.87),
+                                     (-0.4, -0.5, -0.87), (1.93, -1.0, 0), (1.93, 0.5, 0.87),
+                                     (1.93, 0.5, -0.87)]), name="ethane")
+    cc = [s for s in sites(ethane, PriorOptions(("H", "C"), typed=True, bond_positions=(0.25, 0.5, 0.75)))
+          if s.row == "C4-C4"]
+    assert sorted(s.position for s in cc) == [0, 0, 1]
+
+
+def test_prior_bond_term_adds_its_electrons_and_unseen_kinds_add_nothing(water):
+    """A bond coefficient c on the midpoint term with exponent a adds c (pi/a)^(3/2) electrons
+    per bond; kinds the fit never saw (here: the atoms, and an S-H bond) add nothing."""
+    mol, grid = water
+    width = 3 * 4
+    row = [0.0] * width
+    row[1 * 4 + 2] = 0.03  # position 1/2, exponent index 2 (2.0 Bohr^-2)
+    options = PriorOptions(("H", "O", "S"), typed=True, bond_positions=(0.25, 0.5, 0.75), kinds=("H1",),
+                           coefficients=[[0.0] * len(DEFAULT_EXPONENTS)], bond_kinds=("H1-O2", "H1-S2"),
+                           bond_coefficients=[row, [0.5] * width])
+    added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(2 * 0.03 * (np.pi / 2.0) ** 1.5, rel=1e-4)
+    with pytest.raises(InputError, match="bond_coefficients must be one row per bond kind"):
+        PriorOptions(bond_positions=(0.5,), bond_kinds=("C4-H1",), bond_coefficients=[[1.0]])
+    with pytest.raises(InputError, match="bond_positions must be fractions"):
+        PriorOptions(bond_positions=(1.5,))

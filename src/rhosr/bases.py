@@ -16,22 +16,21 @@ must be a single SAD channel) and
   within 4 Bohr of each nucleus, the interpolated coarse SAD elsewhere; 0.006% Err_rho from the
   exact fine-mesh SAD at a fifth of its cost); linear interpolation alone is 2.2% off, which
   the trunk must otherwise learn back.
-- ``fitted_prior``: the SAD on the fine mesh plus per-element radial corrections fitted by
-  least squares to training labels (:mod:`rhosr.prior`; ``rhosr fit-prior`` fills in the
-  coefficients of a training config).
+- ``fitted_prior``: the SAD on the fine mesh plus corrections around atoms (per element, or
+  per element and neighbour count with ``typed``) and, with ``bond_positions``, along bonds,
+  fitted by least squares to training labels (:mod:`rhosr.prior`; ``rhosr fit-prior`` fills in
+  the kinds and coefficients of a training config).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from rhosr.errors import InputError
-from rhosr.inputs import ElementsOptions, NoOptions
+from rhosr.inputs import NoOptions
 from rhosr.layers import upsample_linear
-from rhosr.prior import DEFAULT_EXPONENTS
+from rhosr.prior import PriorOptions
 from rhosr.registry import Registry
 
 BASES = Registry("base")
@@ -82,26 +81,6 @@ class FineSADBase(NoBase):
         return fine
 
 
-@dataclass(frozen=True)
-class PriorOptions:
-    """The fitted prior: ``coefficients[e][k]`` (e/Bohr^3) of ``exp(-exponents[k] d^2)``
-    (Bohr^-2) around each atom of ``elements[e]``; empty until ``rhosr fit-prior`` fills them."""
-
-    elements: tuple[str, ...] = ("H", "C", "N", "O", "F")
-    exponents: tuple[float, ...] = DEFAULT_EXPONENTS
-    coefficients: tuple[tuple[float, ...], ...] = ()
-
-    def __post_init__(self):
-        ElementsOptions(self.elements)  # the same checks as the per-element inputs
-        if not self.exponents or any(not 0.01 <= a <= 1e4 for a in self.exponents):
-            raise InputError("model config: fitted_prior: exponents must be 1 or more numbers in "
-                             "[0.01, 1e4] (Bohr^-2)")
-        if self.coefficients and (len(self.coefficients) != len(self.elements) or any(
-                len(row) != len(self.exponents) for row in self.coefficients)):
-            raise InputError(f"model config: fitted_prior: coefficients must be {len(self.elements)} "
-                             f"rows (elements) of {len(self.exponents)} numbers (exponents)")
-
-
 @register_base("fitted_prior")
 class FittedPriorBase(FineSADBase):
     Options = PriorOptions
@@ -109,7 +88,7 @@ class FittedPriorBase(FineSADBase):
 
     def __init__(self, options: PriorOptions | None = None):
         super().__init__(options or PriorOptions())
-        if not self.options.coefficients:
+        if not self.options.coefficients and not self.options.bond_coefficients:
             raise InputError("base fitted_prior has no coefficients: fit them to your training "
                              "labels first (rhosr fit-prior --store STORE --config CONFIG --out NEW)")
 
@@ -118,4 +97,4 @@ class FittedPriorBase(FineSADBase):
         """The SAD plus the fitted corrections on the fine mesh ``(uX, uY, uZ)``, e/Bohr^3."""
         from rhosr.prior import prior_density
 
-        return prior_density(mol, grid, "fine", options.elements, options.exponents, options.coefficients)
+        return prior_density(mol, grid, "fine", options)

@@ -52,9 +52,9 @@ def _fine_spec(config) -> dict | None:
     if config.base.name == "sad_fine":
         return {"name": "sad_fine"}
     if config.base.name == "fitted_prior":
-        o = config.base.options
-        return {"name": "fitted_prior", "elements": list(o.elements), "exponents": list(o.exponents),
-                "coefficients": [list(row) for row in o.coefficients]}
+        import dataclasses
+
+        return {"name": "fitted_prior", **json.loads(json.dumps(dataclasses.asdict(config.base.options)))}
     raise InputError(f"base {config.base.name}: its fine-mesh array has no ONNX counterpart yet")
 
 

@@ -118,9 +118,12 @@ class OnnxModel:
             from rhosr.sad import sad_fine
 
             return sad_fine(mol, grid, atrocious=self.builders[0].atrocious)
-        from rhosr.prior import prior_density
+        from rhosr.prior import PriorOptions, prior_density
+        from rhosr.schema import typed_from_dict
 
-        return prior_density(mol, grid, "fine", fine["elements"], fine["exponents"], fine["coefficients"])
+        options = typed_from_dict(PriorOptions, {k: v for k, v in fine.items() if k != "name"},
+                                  "model.onnx: fitted_prior")
+        return prior_density(mol, grid, "fine", options)
 
     def run(self, coarse: np.ndarray, fine: np.ndarray | None = None) -> np.ndarray:
         """The network's fine output ``(uX, uY, uZ)`` float32 (ReLU'd, not rescaled) for coarse

@@ -72,27 +72,25 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.store}: has no train entries to fit on")
         pick = np.random.default_rng(0).permutation(len(train))[:args.molecules]
         ids = [train[i] for i in sorted(pick)]
-    options = base.options
-    fitted = fit_prior(args.store, ids, options.elements, options.exponents, progress=not args.no_progress)
-    coefficients = fitted["coefficients"]
+    fitted = fit_prior(args.store, ids, base.options, progress=not args.no_progress)
+    options = fitted["options"]
     lines = [f"fitted on {len(ids)} train molecules: Err_rho SAD {np.mean(fitted['sad_err']):.2f}%, "
-             f"prior {np.mean(fitted['prior_err']):.2f}% (mean)"]
+             f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {len(options.atom_rows)} atom kinds, "
+             f"{len(options.bond_kinds)} bond kinds"]
     check = store.entry_ids("validation")[:args.check]
     if check:
         from rhosr.prior import held_out_errors
 
-        sad, prior = held_out_errors(args.store, check, options.elements, options.exponents, coefficients)
+        sad, prior = held_out_errors(args.store, check, options)
         lines.append(f"on {len(check)} validation molecules: Err_rho SAD {np.mean(sad):.2f}%, "
                      f"prior {np.mean(prior):.2f}% (mean)")
-    seen = {e for e, row in zip(options.elements, coefficients) if any(row)}
+    seen = {row.rstrip("0123456789") for row, c in zip(options.atom_rows, options.coefficients) if any(c)}
     unseen = [e for e in options.elements if e not in seen]
     if unseen:
         lines.append(f"no train molecule has {', '.join(unseen)}: those atoms keep their SAD")
     data = config.to_dict()
     data["model"] = {**config.model_config.to_dict()}
-    data["model"]["base"] = {"name": "fitted_prior", "elements": list(options.elements),
-                             "exponents": list(options.exponents),
-                             "coefficients": [[float(f"{c:.6g}") for c in row] for row in coefficients]}
+    data["model"]["base"] = {"name": "fitted_prior", **options.to_dict()}
     TrainConfig.from_dict(data)  # what is written reads back
     header = [f"# Written by rhosr fit-prior from {Path(args.config).name} on the store "
               f"{Path(args.store).name}:",
