@@ -259,16 +259,34 @@ def prior_density(mol, grid: Grid, which: str, options: PriorOptions) -> np.ndar
     n_bond = len(options.bond_exponents)
     for site in sites(mol, options):
         if site.position is None:
-            c = atom.get(site.row)
+            c, exponents = atom.get(site.row), options.exponents
         else:
             row = bond.get(site.row)
             c = None if row is None else row[site.position * n_bond:(site.position + 1) * n_bond]
+            exponents = options.bond_exponents
         if c is None or not any(c):
             continue
-        for k, windows, block in _blocks(site, grid, which, options):
-            if c[k]:
-                add_periodic_block(rho, windows, c[k] * block)
+        used = [k for k, ck in enumerate(c) if ck]
+        _add_site(rho, site, grid, which, np.array([exponents[k] for k in used]),
+                  np.array([c[k] for k in used]))
     return rho.astype(np.float32)
+
+
+def _add_site(rho: np.ndarray, site: Site, grid: Grid, which: str, exponents: np.ndarray,
+              coefficients: np.ndarray) -> None:
+    """``rho += sum_k c_k G_k(r - centre)`` for one site, as one block on the widest term's
+    window: per axis the 1D lattice sums of every term, then one matrix product (the terms are
+    rank one each) and one periodic add; ~4x faster than a block per term."""
+    radius = _radius(float(exponents.min()))
+    windows, factors = [], []
+    for n, h, x in zip(grid.mesh(which), grid.spacing(which), site.centre_bohr):
+        wrapped, values = periodic_factors(float(x), radius, n, float(h), exponents,
+                                           np.zeros(len(exponents), dtype=int))
+        windows.append(wrapped)
+        factors.append(values)
+    fx, fy, fz = factors
+    xy = ((coefficients[:, None] * fx)[:, :, None] * fy[:, None, :]).reshape(len(exponents), -1)
+    add_periodic_block(rho, windows, (xy.T @ fz).reshape(len(windows[0]), len(windows[1]), len(windows[2])))
 
 
 def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = None,
