@@ -229,3 +229,28 @@ def test_prior_bond_term_adds_its_electrons_and_unseen_kinds_add_nothing(water):
         PriorOptions(bond_positions=(0.5,), bond_kinds=("C4-H1",), bond_coefficients=[[1.0]])
     with pytest.raises(InputError, match="bond_positions must be fractions"):
         PriorOptions(bond_positions=(1.5,))
+
+
+def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
+    """Methanethiol with a prior fitted on C, H, O and bonds: the S atom, the C bonded to it, the
+    H on S and every bond of those get nothing (the C's C4 terms were fitted for other
+    neighbours); the three methyl hydrogens keep their own atom terms."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+
+    mol, grid = place_in_box(Molecule(Atoms("CSH4", [(0, 0, 0), (1.82, 0, 0), (-0.36, 1.02, 0),
+                                                     (-0.36, -0.51, 0.89), (-0.36, -0.51, -0.89),
+                                                     (2.1, 1.3, 0)]), name="CH3SH"))
+    width = 4
+    options = PriorOptions(("H", "C", "O"), typed=True, bond_positions=(0.5,), kinds=("C4", "H1"),
+                           coefficients=[[0.02] * 8, [0.01] * 8], bond_kinds=("C4-H1",),
+                           bond_coefficients=[[0.01] * width])
+    added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
+    three_h = 3 * sum(0.01 * (np.pi / a) ** 1.5 for a in DEFAULT_EXPONENTS)  # their atom terms only
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(three_h, rel=1e-4)
+    with_s = PriorOptions(("H", "C", "S"), typed=True, bond_positions=(0.5,), kinds=("C4", "H1", "S2"),
+                          coefficients=[[0.02] * 8, [0.01] * 8, [0.0] * 8],
+                          bond_kinds=("C4-H1", "C4-S2", "H1-S2"), bond_coefficients=[[0.01] * width] * 3)
+    added = prior_density(mol, grid, "fine", with_s).astype(np.float64) - sad_fine(mol, grid)
+    assert added.sum() * grid.voxel_volume("fine") > three_h  # fitted with S: the C and bonds too
