@@ -24,9 +24,8 @@ element, an unusual valence) adds nothing; with bond terms, neither do an atom w
 unseen kind (or to an element outside ``elements``) and its other bonds. A molecule with an
 element the prior never saw gets exactly the SAD around it and its neighbours.
 
-Measured on QM9 (``fast`` labels; fitted on 40 training molecules, 15 validation molecules):
-SAD 13.72% Err_rho; per-element terms 10.76%; per-kind (typed) 10.70%; per-element plus a
-bond-midpoint term 7.11%; typed plus three terms per bond (1/4, 1/2, 3/4) 4.28%.
+How much each kind of term buys on QM9: ``benchmarks/prior_variants.py`` (results in
+``benchmarks/results/prior_variants.md``).
 
 A periodic Gaussian on an orthorhombic lattice is a product of three 1D lattice sums
 (:func:`rhosr.orbital_density.periodic_factors`), so each term costs three short vectors and

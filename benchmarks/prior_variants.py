@@ -1,0 +1,78 @@
+"""What each kind of term of the fitted prior buys: Err_rho of the SAD and of the prior
+(rescaled to N_e) on held-out validation molecules, for prior variants fitted on the same
+training molecules (``rhosr.prior.fit_prior``, the code ``rhosr fit-prior`` runs).
+
+Variants: per-element radial terms (the default), per atom kind (``typed``: element and bonded
+neighbours), per element plus one term at each bond's midpoint, per kind plus terms at 1/4, 1/2
+and 3/4 of each bond (the ``bonded_prior`` of the accuracy ablation), and that with five
+positions or with six bond exponents.
+
+    python benchmarks/prior_variants.py --store STORE [--train 100] [--validation 100]
+
+Training and validation molecules: the first of ``benchmarks/ablation/``'s lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "prior_variants.md"
+VARIANTS = {
+    "elements": {},
+    "typed": {"typed": True},
+    "elements + bond midpoints": {"bond_positions": (0.5,)},
+    "typed + 3 bond positions": {"typed": True, "bond_positions": (0.25, 0.5, 0.75)},
+    "typed + 5 bond positions": {"typed": True, "bond_positions": (1 / 6, 1 / 3, 0.5, 2 / 3, 5 / 6)},
+    "typed + 3 bond positions, 6 bond exponents": {"typed": True, "bond_positions": (0.25, 0.5, 0.75),
+                                                   "bond_exponents": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--train", type=int, default=100)
+    ap.add_argument("--validation", type=int, default=100)
+    ap.add_argument("--only", nargs="*", default=None, choices=list(VARIANTS))
+    args = ap.parse_args()
+    from rhosr.prior import PriorOptions, fit_prior, held_out_errors
+
+    train = json.loads((HERE / "ablation" / "train_ids.json").read_text())[: args.train]
+    val = json.loads((HERE / "ablation" / "validation_ids.json").read_text())[: args.validation]
+    rows = []
+    for name in args.only or VARIANTS:
+        t0 = time.perf_counter()
+        fitted = fit_prior(args.store, train, PriorOptions(**VARIANTS[name]), progress=False)
+        options = fitted["options"]
+        sad, prior = held_out_errors(args.store, val, options)
+        n = len(options.exponents) * len(options.atom_rows) + sum(map(len, options.bond_coefficients))
+        rows.append((name, n, np.mean(fitted["prior_err"]), np.mean(sad), np.mean(prior), np.max(prior),
+                     sum(p < s for p, s in zip(prior, sad))))
+        print(f"{name}: {n} coefficients, validation prior {rows[-1][4]:.2f}% "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    lines = [
+        "# Fitted prior variants",
+        "",
+        f"Command: `python benchmarks/prior_variants.py --store STORE --train {args.train} --validation "
+        f"{args.validation}`; a `fast` QM9 store; fitted on the first {len(train)} training molecules of "
+        f"`benchmarks/ablation/train_ids.json`, Err_rho (rescaled to N_e) on the first {len(val)} "
+        "validation molecules of `benchmarks/ablation/validation_ids.json`.",
+        "",
+        "| prior | coefficients | training Err_rho | validation: SAD | validation: prior | worst "
+        "| better than the SAD |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r[0]} | {r[1]} | {r[2]:.2f}% | {r[3]:.2f}% | {r[4]:.2f}% | {r[5]:.2f}% "
+          f"| {r[6]} of {len(val)} |" for r in rows],
+    ]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
