@@ -206,6 +206,23 @@ def sites(mol, options: PriorOptions) -> list[Site]:
     return out
 
 
+def kept_sites(mol, options: PriorOptions, bond_rows) -> list[Site]:
+    """:func:`sites` less those of atoms the prior leaves at their SAD: with bond terms, an atom
+    with a bond of a kind outside ``bond_rows`` (the fitted ones) or to an element outside
+    ``options.elements``, and every site of its bonds. Its own terms were fitted for other
+    surroundings (a CF3 carbon fitted without any C4-F1 bond). The fit and the prior use the
+    same rule."""
+    found = sites(mol, options)
+    if not options.bond_positions:
+        return found
+    bond_rows = set(bond_rows)
+    strange = {a for site in found if site.position is not None and site.row not in bond_rows
+               for a in site.atoms}
+    strange |= {a for i, j in bonds(mol) if not {mol.symbols[i], mol.symbols[j]} <= set(options.elements)
+                for a in (i, j)}
+    return [site for site in found if not strange.intersection(site.atoms)]
+
+
 def _blocks(site: Site, grid: Grid, which: str, options: PriorOptions):
     exponents = options.exponents if site.position is None else options.bond_exponents
     centre = np.array(site.centre_bohr)
@@ -227,7 +244,8 @@ def design(mol, grid: Grid, which: str, options: PriorOptions, index: dict) -> t
     from :func:`columns`) and their channels ``(n, X, Y, Z)`` float32 (dimensionless sums of
     Gaussians); sites of kinds outside ``index`` are left out."""
     channels: dict[int, np.ndarray] = {}
-    for site in sites(mol, options):
+    bond_rows = {row for row, p, _ in index if p is not None}
+    for site in kept_sites(mol, options, bond_rows):
         for k, windows, block in _blocks(site, grid, which, options):
             col = index.get((site.row, site.position, k))
             if col is None:
@@ -259,19 +277,7 @@ def prior_density(mol, grid: Grid, which: str, options: PriorOptions) -> np.ndar
     atom = dict(zip(options.atom_rows, options.coefficients))
     bond = dict(zip(options.bond_kinds, options.bond_coefficients))
     n_bond = len(options.bond_exponents)
-    found = sites(mol, options)
-    # with bond terms, an atom with a bond of a kind the fit never saw (or to an element it does
-    # not fit) keeps its SAD, bonds and all: its terms were fitted for other surroundings (a CF3
-    # carbon fitted without any C4-F1 bond)
-    strange = set()
-    if options.bond_positions:
-        strange = {a for site in found if site.position is not None and site.row not in bond
-                   for a in site.atoms}
-        strange |= {a for i, j in bonds(mol) if not {mol.symbols[i], mol.symbols[j]} <= set(options.elements)
-                    for a in (i, j)}
-    for site in found:
-        if strange.intersection(site.atoms):
-            continue
+    for site in kept_sites(mol, options, bond):
         if site.position is None:
             c, exponents = atom.get(site.row), options.exponents
         else:
