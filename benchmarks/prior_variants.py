@@ -34,17 +34,20 @@ VARIANTS = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--train", type=int, default=100)
     ap.add_argument("--validation", type=int, default=100)
     ap.add_argument("--only", nargs="*", default=None, choices=list(VARIANTS))
-    args = ap.parse_args()
+    ap.add_argument("--ids", type=Path, default=HERE / "ablation",
+                    help="folder with train_ids.json and validation_ids.json (default: the ablation's)")
+    ap.add_argument("--md", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
     from rhosr.prior import PriorOptions, fit_prior, held_out_errors
 
-    train = json.loads((HERE / "ablation" / "train_ids.json").read_text())[: args.train]
-    val = json.loads((HERE / "ablation" / "validation_ids.json").read_text())[: args.validation]
+    train = json.loads((args.ids / "train_ids.json").read_text())[: args.train]
+    val = json.loads((args.ids / "validation_ids.json").read_text())[: args.validation]
     rows = []
     for name in args.only or VARIANTS:
         t0 = time.perf_counter()
@@ -70,8 +73,9 @@ def main() -> None:
         *[f"| {r[0]} | {r[1]} | {r[2]:.2f}% | {r[3]:.2f}% | {r[4]:.2f}% | {r[5]:.2f}% "
           f"| {r[6]} of {len(val)} |" for r in rows],
     ]
-    RESULTS.write_text("\n".join(lines) + "\n")
+    args.md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return rows
 
 
 if __name__ == "__main__":

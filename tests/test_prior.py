@@ -254,3 +254,24 @@ def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
                           bond_kinds=("C4-H1", "C4-S2", "H1-S2"), bond_coefficients=[[0.01] * width] * 3)
     added = prior_density(mol, grid, "fine", with_s).astype(np.float64) - sad_fine(mol, grid)
     assert added.sum() * grid.voxel_volume("fine") > three_h  # fitted with S: the C and bonds too
+
+
+def test_prior_variants_benchmark_runs_on_a_store(tiny_store, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from rhosr.store import DatasetStore
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prior_variants.py"
+    spec = importlib.util.spec_from_file_location("prior_variants", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = DatasetStore.open(tiny_store)
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}_ids.json").write_text(json.dumps(store.entry_ids(split)))
+    rows = module.main(["--store", str(tiny_store), "--ids", str(tmp_path), "--md", str(tmp_path / "t.md"),
+                        "--only", "elements", "typed + 3 bond positions"])
+    assert [r[0] for r in rows] == ["elements", "typed + 3 bond positions"]
+    assert rows[1][2] < rows[0][2]  # on its own molecules, more terms fit better
+    assert "| typed + 3 bond positions |" in (tmp_path / "t.md").read_text()
