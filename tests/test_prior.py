@@ -110,6 +110,14 @@ def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, r
     assert model.needs_fine
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", "qm9_small", "--out", out)
     assert code == 2 and "not fitted_prior" in err
+    bonded = {**PRIOR_MODEL, "base": {**PRIOR_MODEL["base"], "typed": True, "bond_positions": [0.5]}}
+    config.write_text(yaml.safe_dump({"model": bonded, "epochs": 1}))
+    code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                                "--no-progress")
+    assert code == 0, err
+    assert "3 atom kinds, 2 bond kinds" in stdout
+    base = TrainConfig.load(str(out)).model_config.base.options
+    assert base.kinds == ("F1", "H1", "O2") and base.bond_kinds == ("F1-H1", "H1-O2")
 
 
 def test_prior_untrained_model_returns_the_prior(tiny_store):
