@@ -96,17 +96,17 @@ def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = 
         raise InputError(f"device must be cpu or cuda, got {device!r}")
     folder = model_folder(name_or_path).resolve()
     if runtime == "onnx" or (runtime == "auto" and device == "cpu"):
-        from rhosr.onnx_runtime import ONNX_FILE, stale_reason
+        from rhosr.onnx_runtime import stale_reason
 
         try:
             return _load_onnx(str(folder))
         except InputError as exc:
             if runtime == "onnx":
                 raise
-            if stale_reason(folder) is None:  # a model.onnx is there but unusable: say so once
+            # no model.onnx (or no onnxruntime): PyTorch, as documented; a model.onnx that is
+            # there but unusable (damaged, other weights): PyTorch, and say so once
+            if stale_reason(folder) is None:
                 _warn_once(f"{exc}; running the model with PyTorch instead")
-            elif (folder / ONNX_FILE).exists():
-                pass  # onnxruntime missing: PyTorch is the documented fallback
     return _load(str(folder), device)
 
 
