@@ -86,7 +86,6 @@ class OnnxModel:
     builders: list
     runtime = "onnxruntime"
     tileable = False
-    head_tiled = False
 
     @property
     def upscale(self) -> int:

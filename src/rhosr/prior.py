@@ -120,9 +120,6 @@ class PriorOptions:
         """The atom kinds the rows of ``coefficients`` belong to."""
         return self.kinds if self.typed else self.elements
 
-    def fitted(self, **values) -> PriorOptions:
-        return dataclasses.replace(self, **values)
-
     def to_dict(self) -> dict:
         """Plain lists, numbers to 6 significant digits (what a config file holds)."""
         out = {}
@@ -352,7 +349,8 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
         coeff[used] = np.linalg.solve(sub, rhs[used])
     n_atom = len(atom_rows) * len(options.exponents)
     width = len(options.bond_positions) * len(options.bond_exponents)
-    fitted = options.fitted(
+    fitted = dataclasses.replace(
+        options,
         kinds=tuple(atom_rows) if options.typed else (),
         coefficients=tuple(tuple(r) for r in coeff[:n_atom].reshape(len(atom_rows), len(options.exponents))
                            .tolist()),
