@@ -283,3 +283,42 @@ def test_prior_variants_benchmark_runs_on_a_store(tiny_store, tmp_path):
     assert [r[0] for r in rows] == ["elements", "typed + 3 bond positions"]
     assert rows[1][2] < rows[0][2]  # on its own molecules, more terms fit better
     assert "| typed + 3 bond positions |" in (tmp_path / "t.md").read_text()
+
+
+def test_prior_lobes_sit_off_the_atoms_and_turn_with_the_molecule():
+    """Formaldehyde (planar, C3 and O1): the oxygen's back lobe lies on the C=O axis beyond O,
+    its pi lobes on both sides of the molecular plane (the carbon's plane, which the hydrogens
+    share too), the C=O bond's pi pair on both sides of its midpoint; the trigonal carbon has no
+    back lobe. A lobe term's electrons do not depend on how the molecule is turned."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+
+    xyz = np.array([(0, 0, 0), (1.21, 0, 0), (-0.55, 0.94, 0), (-0.55, -0.94, 0)])
+    options = PriorOptions(("H", "C", "O"), typed=True, lobe_distances=(0.7,), bond_pi_distances=(0.8,))
+    found = {}
+    for s in sites(Molecule(Atoms("COH2", xyz), name="CH2O"), options):
+        found.setdefault(s.row, []).append(np.array(s.centre_bohr) * 0.529177210903)
+    rows = ["C3", "C3-H1>p0.8", "C3-O1>p0.8", "C3>p0.7", "H1", "H1>b0.7", "H1>p0.7",
+            "O1", "O1>b0.7", "O1>p0.7"]
+    assert sorted(found) == rows
+    np.testing.assert_allclose(found["O1>b0.7"][0], [1.21 + 0.7 * 0.529177210903, 0, 0], atol=1e-9)
+    assert sorted(abs(c[2]) for c in found["O1>p0.7"]) == pytest.approx([0.7 * 0.529177210903] * 2)
+    np.testing.assert_allclose(sorted(c[2] for c in found["C3-O1>p0.8"]), [-0.8 * 0.529177210903,
+                                                                         0.8 * 0.529177210903])
+    assert len(found["H1>b0.7"]) == 2 and len(found["C3-H1>p0.8"]) == 4
+    coeff = [[0.0] * 8 for _ in rows]
+    coeff[rows.index("O1>p0.7")][3] = 0.02
+    options = PriorOptions(("H", "C", "O"), typed=True, lobe_distances=(0.7,), bond_pi_distances=(0.8,),
+                           kinds=tuple(rows), coefficients=coeff)
+    turned = xyz @ np.array([[0.0, 0.6, 0.8], [0.0, -0.8, 0.6], [1.0, 0.0, 0.0]])
+    electrons = []
+    for positions in (xyz, turned):
+        mol, grid = place_in_box(Molecule(Atoms("COH2", positions), name="CH2O"))
+        added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
+        electrons.append(added.sum() * grid.voxel_volume("fine"))
+    assert electrons == pytest.approx([2 * 0.02 * (np.pi / DEFAULT_EXPONENTS[3]) ** 1.5] * 2, rel=1e-4)
+    with pytest.raises(InputError, match="needs typed: true"):
+        PriorOptions(lobe_distances=(0.7,))
+    with pytest.raises(InputError, match="distances in"):
+        PriorOptions(typed=True, bond_pi_distances=(9.0,))

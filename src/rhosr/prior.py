@@ -17,6 +17,14 @@ for a carbonyl oxygen, ...); the kind of a bond is the pair of its atoms' kinds 
 at ``f`` and ``1 - f``. Two atoms are bonded when they are closer than :data:`BOND_FACTOR` times
 the sum of their covalent radii (ASE's, Cordero et al.).
 
+Radial terms cannot bend: lone pairs and pi density sit off the atoms and off the bond lines.
+With ``lobe_distances`` (typed only) an atom with one to three bonds also gets atom-like terms
+(the ``exponents``, rows of their own kind in the atom table) at those distances opposite its
+bonds (``O1>b0.7``: lone pairs, the back of an X-H bond) and on both sides of the plane of its
+bonds (``C3>p0.7``: pi density); with ``bond_pi_distances`` a bond between two such planar atoms
+gets a pair on both sides of its midpoint (``C3-C3>p0.8``). Directions come from the bonds, so
+every term turns with the molecule.
+
 Everything is linear in the coefficients, so they are fitted in closed form: least squares of
 ``label - SAD`` over every fine-mesh point of the training molecules (:func:`fit_prior`,
 ``rhosr fit-prior``), with a small ridge. An atom or bond of a kind the fit never saw (another
@@ -58,6 +66,14 @@ MAX_NEIGHBOURS = 4
 GAUSSIAN_CUTOFF = 1e-9
 """A correction Gaussian is dropped where ``exp(-alpha d^2)`` falls below this."""
 
+LINEAR_SINE = 0.3
+"""Two bonds whose directions' cross product is shorter than this (within 17 degrees of a line)
+define no plane."""
+
+BACK_MIN = 0.3
+"""An atom whose unit bond vectors sum to less than this (a trigonal or linear centre) has no
+back lobe."""
+
 RIDGE = 1e-8
 """Ridge added to the diagonal of the normal equations, relative to its mean."""
 
@@ -85,11 +101,14 @@ class PriorOptions:
     bond_exponents: tuple[float, ...] = DEFAULT_BOND_EXPONENTS
     bond_kinds: tuple[str, ...] = ()
     bond_coefficients: tuple[tuple[float, ...], ...] = ()
+    lobe_distances: tuple[float, ...] = ()
+    bond_pi_distances: tuple[float, ...] = ()
 
     def __post_init__(self):
         from rhosr.inputs import ElementsOptions
 
-        for name in ("elements", "exponents", "kinds", "bond_positions", "bond_exponents", "bond_kinds"):
+        for name in ("elements", "exponents", "kinds", "bond_positions", "bond_exponents", "bond_kinds",
+                     "lobe_distances", "bond_pi_distances"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("coefficients", "bond_coefficients"):
             object.__setattr__(self, name, tuple(tuple(row) for row in getattr(self, name)))
@@ -103,6 +122,13 @@ class PriorOptions:
                              "e.g. [0.25, 0.5, 0.75]")
         if self.bond_positions and not self.bond_exponents:
             raise InputError("model config: fitted_prior: bond terms need bond_exponents")
+        for name in ("lobe_distances", "bond_pi_distances"):
+            values = getattr(self, name)
+            if any(not isinstance(d, (int, float)) or not 0 < d <= 4 for d in values):
+                raise InputError(f"model config: fitted_prior: {name} must be distances in (0, 4] Bohr")
+            if values and not self.typed:
+                raise InputError(f"model config: fitted_prior: {name} needs typed: true (the directions "
+                                 "come from each atom's bonds)")
         rows = self.atom_rows
         if self.coefficients and (len(self.coefficients) != len(rows) or any(
                 len(row) != len(self.exponents) for row in self.coefficients)):
@@ -117,7 +143,7 @@ class PriorOptions:
 
     @property
     def atom_rows(self) -> tuple[str, ...]:
-        """The atom kinds the rows of ``coefficients`` belong to."""
+        """The atom kinds (and, with lobes, the lobe kinds) the rows of ``coefficients`` belong to."""
         return self.kinds if self.typed else self.elements
 
     def to_dict(self) -> dict:
@@ -200,6 +226,69 @@ def sites(mol, options: PriorOptions) -> list[Site]:
                 mirror = [m for m, g in enumerate(positions) if abs(g - (1 - f)) < 1e-9]
                 q = min([p, *mirror])
             out.append(Site(f"{kind[i]}-{kind[j]}", q, tuple((1 - f) * centres[i] + f * centres[j]), (i, j)))
+    if options.lobe_distances or options.bond_pi_distances:
+        out += _lobe_sites(symbols, kind, centres, pairs, options)
+    return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray | None:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 1e-9 else None
+
+
+def plane_normals(centres: np.ndarray, neighbours: list[list[int]]) -> dict[int, np.ndarray]:
+    """Unit normals (sign arbitrary) of the plane of each atom's bonds: with three neighbours
+    the plane through them, with two the plane of the atom and both (none when the three are
+    within 17 degrees of a line), with one the normal of its neighbour when that neighbour has
+    three (a carbonyl oxygen takes its carbon's plane). Atoms with four or more: none."""
+    out: dict[int, np.ndarray] = {}
+    for a, ns in enumerate(neighbours):
+        n = None
+        if len(ns) == 3:
+            n = _unit(np.cross(centres[ns[1]] - centres[ns[0]], centres[ns[2]] - centres[ns[0]]))
+        elif len(ns) == 2:
+            u, v = (_unit(centres[b] - centres[a]) for b in ns)
+            if u is not None and v is not None and np.linalg.norm(np.cross(u, v)) > LINEAR_SINE:
+                n = _unit(np.cross(u, v))
+        if n is not None:
+            out[a] = n
+    for a, ns in enumerate(neighbours):
+        if len(ns) == 1 and ns[0] in out and len(neighbours[ns[0]]) == 3:
+            out[a] = out[ns[0]]
+    return out
+
+
+def _lobe_sites(symbols, kind, centres, pairs, options: PriorOptions) -> list[Site]:
+    """Off-atom sites (rows in the atom table, terms of ``exponents``), for atoms with one to
+    three bonds: ``K>bD`` at distance D (Bohr) opposite the sum of the bond directions (lone
+    pairs, the back of an X-H bond; none when that sum is shorter than :data:`BACK_MIN`),
+    ``K>pD`` at +-D along the plane normal (pi density, out-of-plane lone pairs), and for a bond
+    whose atoms both have normals, ``K1-K2>pD`` at +-D from its midpoint."""
+    neighbours: list[list[int]] = [[] for _ in symbols]
+    for i, j in pairs:
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    normals = plane_normals(centres, neighbours)
+    known = [s in options.elements for s in symbols]
+    out = []
+    for a, ns in enumerate(neighbours):
+        if not known[a] or not 1 <= len(ns) < MAX_NEIGHBOURS:
+            continue
+        pull = sum(_unit(centres[b] - centres[a]) for b in ns)
+        if np.linalg.norm(pull) > BACK_MIN:
+            back = -pull / np.linalg.norm(pull)
+            out += [Site(f"{kind[a]}>b{d:g}", None, tuple(centres[a] + d * back), (a,))
+                    for d in options.lobe_distances]
+        if a in normals:
+            out += [Site(f"{kind[a]}>p{d:g}", None, tuple(centres[a] + sign * d * normals[a]), (a,))
+                    for d in options.lobe_distances for sign in (1, -1)]
+    for i, j in pairs:
+        if not (known[i] and known[j] and i in normals and j in normals):
+            continue
+        first, second = sorted((kind[i], kind[j]))
+        middle = 0.5 * (centres[i] + centres[j])
+        out += [Site(f"{first}-{second}>p{d:g}", None, tuple(middle + sign * d * normals[i]), (i, j))
+                for d in options.bond_pi_distances for sign in (1, -1)]
     return out
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Fit the per-element radial corrections of the fitted_prior base (the SAD plus, around each atom,
-a sum of Gaussians whose weights depend on the element only) to the DFT labels of a store's
-train entries, by least squares over every fine-mesh point, and write CONFIG with the fitted
-coefficients filled in as OUT (a training config for `rhosr train`). CONFIG's model must have
-base: fitted_prior (optionally with its elements and exponents; the defaults are H, C, N, O, F
-and 8 exponents from 0.2 to 25.6 Bohr^-2). Prints Err_rho of the SAD and of the prior (rescaled
-to N_e) on the fitted molecules and on validation molecules it did not see. About 3 s per
-molecule on one core."""
+Fit the corrections of the fitted_prior base to the DFT labels of a store's train entries, by
+least squares over every fine-mesh point, and write CONFIG with the fitted coefficients filled
+in as OUT (a training config for `rhosr train`). CONFIG's model must have base: fitted_prior;
+its options choose the terms: per element radial Gaussians (the default: H, C, N, O, F and 8
+exponents from 0.2 to 25.6 Bohr^-2), per atom kind (typed: true; C4, C3, O1, ...), terms along
+bonds (bond_positions: [0.25, 0.5, 0.75]), off-atom lone-pair and pi terms (lobe_distances:
+[0.7, 1.4], bond_pi_distances: [0.8], Bohr; need typed). Prints Err_rho of the SAD and of the
+prior (rescaled to N_e) on the fitted molecules and on validation molecules it did not see.
+About 3 s per molecule on one core for per-element terms."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
         ids = [train[i] for i in sorted(pick)]
     fitted = fit_prior(args.store, ids, base.options, progress=not args.no_progress)
     options = fitted["options"]
+    n_lobe = sum(">" in row for row in options.atom_rows)
+    n_atom = len(options.atom_rows) - n_lobe
     lines = [f"fitted on {len(ids)} train molecules: Err_rho SAD {np.mean(fitted['sad_err']):.2f}%, "
-             f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {len(options.atom_rows)} atom kinds, "
-             f"{len(options.bond_kinds)} bond kinds"]
+             f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {n_atom} atom kinds, "
+             f"{len(options.bond_kinds)} bond kinds" + (f", {n_lobe} lobe kinds" if n_lobe else "")]
     check = store.entry_ids("validation")[:args.check]
     if check:
         from rhosr.prior import held_out_errors
