@@ -322,3 +322,19 @@ def test_prior_lobes_sit_off_the_atoms_and_turn_with_the_molecule():
         PriorOptions(lobe_distances=(0.7,))
     with pytest.raises(InputError, match="distances in"):
         PriorOptions(typed=True, bond_pi_distances=(9.0,))
+
+
+def test_prior_lobes_of_an_atom_bonded_to_an_unfitted_element_are_left_out():
+    """Methanethiol with lobes but no bond terms: the S atom has no terms, and the carbon bonded
+    to it (whose directions the S bond sets) keeps its SAD; the hydrogens keep theirs."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+    from rhosr.prior import kept_sites
+
+    mol = Molecule(Atoms("CSH4", [(0, 0, 0), (1.82, 0, 0), (-0.36, 1.02, 0), (-0.36, -0.51, 0.89),
+                                  (-0.36, -0.51, -0.89), (2.1, 1.3, 0)]), name="CH3SH")
+    options = PriorOptions(("H", "C", "O"), typed=True, lobe_distances=(0.7,))
+    kept = kept_sites(mol, options, ())
+    assert {s.row for s in kept} == {"H1", "H1>b0.7"}
+    assert all(0 not in s.atoms and 1 not in s.atoms and 5 not in s.atoms for s in kept)

@@ -293,13 +293,13 @@ def _lobe_sites(symbols, kind, centres, pairs, options: PriorOptions) -> list[Si
 
 
 def kept_sites(mol, options: PriorOptions, bond_rows) -> list[Site]:
-    """:func:`sites` less those of atoms the prior leaves at their SAD: with bond terms, an atom
-    with a bond of a kind outside ``bond_rows`` (the fitted ones) or to an element outside
-    ``options.elements``, and every site of its bonds. Its own terms were fitted for other
-    surroundings (a CF3 carbon fitted without any C4-F1 bond). The fit and the prior use the
-    same rule."""
+    """:func:`sites` less those of atoms the prior leaves at their SAD: with bond or lobe terms,
+    an atom with a bond of a kind outside ``bond_rows`` (the fitted ones) or to an element outside
+    ``options.elements``, and every site of its bonds (and its lobes, whose directions that bond
+    sets). Its own terms were fitted for other surroundings (a CF3 carbon fitted without any
+    C4-F1 bond). The fit and the prior use the same rule."""
     found = sites(mol, options)
-    if not options.bond_positions:
+    if not (options.bond_positions or options.lobe_distances or options.bond_pi_distances):
         return found
     bond_rows = set(bond_rows)
     strange = {a for site in found if site.position is not None and site.row not in bond_rows
