@@ -53,6 +53,29 @@ def test_predict_many_molecules_into_a_folder_with_html(tiny_model_dir, tmp_path
     assert "plotly" in (tmp_path / "out" / "qm9_000003.html").read_text()[:2_000_000].lower()
 
 
+def test_predict_batch_writes_each_file_beside_the_next_prediction(tiny_model_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A batch writes molecule i's cube on a second thread while molecule i+1 is predicted: the
+    files equal one-molecule calls', the lines come in order, and a failed write is the
+    command's one-line error (no half-written file)."""
+    argv = ["--model", str(tiny_model_dir), "--quiet"]
+    assert main(["predict", "qm9:1", "qm9:3", "qm9:2", "-o", str(tmp_path / "batch"), *argv]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "written in" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["qm9_000001", "qm9_000003", "qm9_000002"]
+    assert main(["predict", "qm9:3", "-o", str(tmp_path / "one.cube"), *argv]) == 0
+    assert (tmp_path / "one.cube").read_bytes() == (tmp_path / "batch" / "qm9_000003.cube").read_bytes()
+
+    import rhosr.io
+
+    def broken(path, atoms, rho):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rhosr.io, "write_density", broken)
+    assert main(["predict", "qm9:1", "qm9:3", "-o", str(tmp_path / "full"), *argv]) != 0
+    assert "No space left on device" in capsys.readouterr().err
+    assert not any((tmp_path / "full").glob("*.cube"))
+
+
 def test_predict_density_python_api(tiny_model_dir):
     from ase.build import molecule
 

@@ -113,9 +113,10 @@ def _targets(args, names: list[str]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from rhosr.errors import InputError
-    from rhosr.io import read_density_file, write_density
+    from rhosr.io import read_density_file
     from rhosr.molecule import read_molecule
     from rhosr.predict import check_options, load_predictor, model_folder, predict, runtime_for
 
@@ -138,37 +139,77 @@ def run(args: argparse.Namespace) -> int:
         f"model {folder.name} ({net.describe()}, x{net.upscale}; validation Err_rho "
         f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device} with {engine}"
     )
-    times = []
-    for mol, target in zip(mols, targets):
-        t0 = time.perf_counter()
-        with _TileProgress(mol.name, args.quiet) as progress:
-            result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
-                             rotations=args.rotations, progress=progress, runtime=args.runtime)
-        write_density(target, result.placed.atoms, result.density)
-        elapsed = time.perf_counter() - t0
-        times.append(elapsed)
-        t = result.timings
-        print(
-            f"{mol.name}: {len(mol.atoms)} atoms, {result.n_electrons:.4f} e, fine mesh "
-            f"{'x'.join(map(str, result.grid.fine_mesh))}; SAD {t['sad_s']:.2f} s, model {t['model_s']:.2f} s"
-            f"{_tile_note(t['tile'])}, "
-            f"total {elapsed:.2f} s -> {target}",
-            flush=True,
-        )
-        if args.reference:
-            _compare(args, mol, result, target, reference)
-        elif args.png:
-            _pictures(result, target)
-        if args.html:
-            from rhosr.pictures import html_view
+    # A batch writes each molecule's file on a second thread while the next one is predicted
+    # (formatting and writing a cube, ~0.1-0.4 s, overlaps the network); the lines still print
+    # in order, each once its file is complete. Comparisons and pictures stay in sequence.
+    overlap = len(mols) > 1 and not (args.reference or args.png or args.html)
+    writer = ThreadPoolExecutor(max_workers=1) if overlap else None
+    pending = None
+    t_start = time.perf_counter()
+    try:
+        for mol, target in zip(mols, targets):
+            t0 = time.perf_counter()
+            with _TileProgress(mol.name, args.quiet) as progress:
+                result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
+                                 rotations=args.rotations, progress=progress, runtime=args.runtime)
+            predicted_s = time.perf_counter() - t0
+            if pending is not None:
+                _report_written(*pending)
+            job = (mol, result, target, predicted_s)
+            if writer is None:
+                _report_written(*job, _timed_write(target, result))
+            else:
+                pending = (*job, writer.submit(_timed_write, target, result))
+                continue
+            if args.reference:
+                _compare(args, mol, result, target, reference)
+            elif args.png:
+                _pictures(result, target)
+            if args.html:
+                from rhosr.pictures import html_view
 
-            html_view(target.with_suffix(".html"), result.density, result.grid, result.placed.atoms)
-    if len(times) > 1:
+                html_view(target.with_suffix(".html"), result.density, result.grid, result.placed.atoms)
+        if pending is not None:
+            _report_written(*pending)
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
+    if len(mols) > 1:
         print(
-            f"{len(times)} molecules, {sum(times) / len(times):.2f} s per molecule on average",
+            f"{len(mols)} molecules, {(time.perf_counter() - t_start) / len(mols):.2f} s per molecule on "
+            "average",
             file=sys.stderr,
         )
     return 0
+
+
+def _timed_write(target: Path, result) -> float:
+    """Write one prediction's file; seconds it took."""
+    import time
+
+    from rhosr.errors import InputError
+    from rhosr.io import write_density
+
+    t0 = time.perf_counter()
+    try:
+        write_density(target, result.placed.atoms, result.density)
+    except OSError as exc:
+        raise InputError(f"{target}: could not write it ({exc.strerror or exc})") from None
+    return time.perf_counter() - t0
+
+
+def _report_written(mol, result, target: Path, predicted_s: float, written) -> None:
+    """The line of one molecule, once its file is written (``written``: seconds, or the future
+    of the writing thread, whose error is raised here)."""
+    written_s = written if isinstance(written, float) else written.result()
+    t = result.timings
+    print(
+        f"{mol.name}: {len(mol.atoms)} atoms, {result.n_electrons:.4f} e, fine mesh "
+        f"{'x'.join(map(str, result.grid.fine_mesh))}; SAD {t['sad_s']:.2f} s, model {t['model_s']:.2f} s"
+        f"{_tile_note(t['tile'])}, predicted in {predicted_s:.2f} s, written in {written_s:.2f} s "
+        f"-> {target}",
+        flush=True,
+    )
 
 
 class _TileProgress:
