@@ -287,7 +287,11 @@ def _lobe_sites(symbols, kind, centres, pairs, options: PriorOptions) -> list[Si
             continue
         first, second = sorted((kind[i], kind[j]))
         middle = 0.5 * (centres[i] + centres[j])
-        out += [Site(f"{first}-{second}>p{d:g}", None, tuple(middle + sign * d * normals[i]), (i, j))
+        n_i, n_j = normals[i], normals[j]  # a twisted bond: the mean plane, whatever the atom order
+        normal = _unit(n_i + np.copysign(1.0, float(n_i @ n_j)) * n_j)
+        if normal is None:
+            continue
+        out += [Site(f"{first}-{second}>p{d:g}", None, tuple(middle + sign * d * normal), (i, j))
                 for d in options.bond_pi_distances for sign in (1, -1)]
     return out
 
