@@ -28,12 +28,11 @@ every term turns with the molecule.
 Everything is linear in the coefficients, so they are fitted in closed form: least squares of
 ``label - SAD`` over every fine-mesh point of the training molecules (:func:`fit_prior`,
 ``rhosr fit-prior``), with a small ridge. An atom or bond of a kind the fit never saw (another
-element, an unusual valence) adds nothing; with bond terms, neither do an atom with a bond of an
-unseen kind (or to an element outside ``elements``) and its other bonds. A molecule with an
-element the prior never saw gets exactly the SAD around it and its neighbours.
+element, an unusual valence) adds nothing; with bond or lobe terms, neither do an atom with a
+bond of an unseen kind (or to an element outside ``elements``) and its other bonds. A molecule
+with an element the prior never saw gets exactly the SAD around it and its neighbours.
 
-How much each kind of term buys on QM9: ``benchmarks/prior_variants.py`` (results in
-``benchmarks/results/prior_variants.md``).
+How much each kind of term buys on QM9 is measured by ``benchmarks/prior_variants.py``.
 
 A periodic Gaussian on an orthorhombic lattice is a product of three 1D lattice sums
 (:func:`rhosr.orbital_density.periodic_factors`), so each term costs three short vectors and
@@ -207,11 +206,12 @@ def sites(mol, options: PriorOptions) -> list[Site]:
     symbols = list(mol.symbols)
     centres = np.asarray(mol.positions_angstrom, dtype=float) / BOHR_ANGSTROM
     pairs = bonds(mol) if (options.typed or options.bond_positions) else []
-    neighbours = np.zeros(len(symbols), dtype=int)
+    neighbours: list[list[int]] = [[] for _ in symbols]
     for i, j in pairs:
-        neighbours[i] += 1
-        neighbours[j] += 1
-    kind = [f"{s}{min(n, MAX_NEIGHBOURS)}" if options.typed else s for s, n in zip(symbols, neighbours)]
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    kind = [f"{s}{min(len(ns), MAX_NEIGHBOURS)}" if options.typed else s
+            for s, ns in zip(symbols, neighbours)]
     out = [Site(kind[i], None, tuple(centres[i]), (i,))
            for i, s in enumerate(symbols) if s in options.elements]
     positions = options.bond_positions
@@ -227,7 +227,7 @@ def sites(mol, options: PriorOptions) -> list[Site]:
                 q = min([p, *mirror])
             out.append(Site(f"{kind[i]}-{kind[j]}", q, tuple((1 - f) * centres[i] + f * centres[j]), (i, j)))
     if options.lobe_distances or options.bond_pi_distances:
-        out += _lobe_sites(symbols, kind, centres, pairs, options)
+        out += _lobe_sites(symbols, kind, centres, pairs, neighbours, options)
     return out
 
 
@@ -258,16 +258,12 @@ def plane_normals(centres: np.ndarray, neighbours: list[list[int]]) -> dict[int,
     return out
 
 
-def _lobe_sites(symbols, kind, centres, pairs, options: PriorOptions) -> list[Site]:
+def _lobe_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions) -> list[Site]:
     """Off-atom sites (rows in the atom table, terms of ``exponents``), for atoms with one to
     three bonds: ``K>bD`` at distance D (Bohr) opposite the sum of the bond directions (lone
     pairs, the back of an X-H bond; none when that sum is shorter than :data:`BACK_MIN`),
     ``K>pD`` at +-D along the plane normal (pi density, out-of-plane lone pairs), and for a bond
     whose atoms both have normals, ``K1-K2>pD`` at +-D from its midpoint."""
-    neighbours: list[list[int]] = [[] for _ in symbols]
-    for i, j in pairs:
-        neighbours[i].append(j)
-        neighbours[j].append(i)
     normals = plane_normals(centres, neighbours)
     known = [s in options.elements for s in symbols]
     out = []
@@ -276,7 +272,7 @@ def _lobe_sites(symbols, kind, centres, pairs, options: PriorOptions) -> list[Si
             continue
         pull = sum(_unit(centres[b] - centres[a]) for b in ns)
         if np.linalg.norm(pull) > BACK_MIN:
-            back = -pull / np.linalg.norm(pull)
+            back = _unit(-pull)
             out += [Site(f"{kind[a]}>b{d:g}", None, tuple(centres[a] + d * back), (a,))
                     for d in options.lobe_distances]
         if a in normals:

@@ -140,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
         f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device} with {engine}"
     )
     # A batch writes each molecule's file on a second thread while the next one is predicted
-    # (formatting and writing a cube, ~0.1-0.4 s, overlaps the network); the lines still print
-    # in order, each once its file is complete. Comparisons and pictures stay in sequence.
+    # (formatting and writing a cube, 0.1-0.8 s, overlaps the network); the lines still print in
+    # order, each once its file is complete. Comparisons, pictures and tiled boxes (too large to
+    # hold two at once) stay in sequence.
     overlap = len(mols) > 1 and not (args.reference or args.png or args.html)
     writer = ThreadPoolExecutor(max_workers=1) if overlap else None
     pending = None
@@ -155,12 +156,11 @@ def run(args: argparse.Namespace) -> int:
             predicted_s = time.perf_counter() - t0
             if pending is not None:
                 _report_written(*pending)
-            job = (mol, result, target, predicted_s)
-            if writer is None:
-                _report_written(*job, _timed_write(target, result))
-            else:
-                pending = (*job, writer.submit(_timed_write, target, result))
+                pending = None
+            if writer is not None and result.timings["tile"] is None:
+                pending = (mol, result, target, predicted_s, writer.submit(_timed_write, target, result))
                 continue
+            _report_written(mol, result, target, predicted_s, _timed_write(target, result))
             if args.reference:
                 _compare(args, mol, result, target, reference)
             elif args.png:
