@@ -76,6 +76,30 @@ def test_predict_batch_writes_each_file_beside_the_next_prediction(tiny_model_di
     assert not any((tmp_path / "full").glob("*.cube"))
 
 
+def test_predict_batch_computes_the_next_inputs_beside_the_network(tiny_model_dir, tmp_path, monkeypatch):
+    """In a batch every molecule's inputs are computed ahead on the preparing thread (none on
+    the main one), and the files equal one-molecule calls' (checked above for the cube)."""
+    import threading
+
+    import rhosr.predict
+
+    threads = []
+    build = rhosr.predict.Prepared.build
+
+    def spy(self, net):
+        if self.inputs is None:
+            threads.append(threading.current_thread() is threading.main_thread())
+        return build(self, net)
+
+    monkeypatch.setattr(rhosr.predict.Prepared, "build", spy)
+    argv = ["--model", str(tiny_model_dir), "--quiet", "--format", "npy"]
+    assert main(["predict", "qm9:1", "qm9:3", "qm9:2", "-o", str(tmp_path / "batch"), *argv]) == 0
+    assert threads == [False, False, False]
+    assert main(["predict", "qm9:2", "-o", str(tmp_path / "one.npy"), *argv]) == 0
+    assert threads[-1] is True  # one molecule: computed in turn
+    assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "batch" / "qm9_000002.npy"))
+
+
 def test_predict_density_python_api(tiny_model_dir):
     from ase.build import molecule
 

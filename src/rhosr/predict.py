@@ -186,6 +186,43 @@ class Prediction:
         return float(self.density.sum() * self.grid.voxel_volume("fine"))
 
 
+@dataclass
+class Prepared:
+    """What a prediction computes from the atoms before the network runs: the molecule
+    ``placed`` in its box ``grid`` and, once :meth:`build` ran (or :func:`prepare` was asked
+    to), the coarse ``inputs`` ``(C, X, Y, Z)`` and the base's ``fine`` array (or None), with
+    the seconds they took."""
+
+    mol: Molecule
+    placed: Molecule
+    grid: Grid
+    inputs: np.ndarray | None = None
+    fine: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def build(self, net) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """``(inputs, fine, seconds)``, computed with ``net``'s builders on the first call."""
+        if self.inputs is None:
+            t0 = time.perf_counter()
+            self.inputs = net.build_inputs(self.placed, self.grid)
+            self.fine = net.build_fine(self.placed, self.grid)
+            self.seconds = time.perf_counter() - t0
+        return self.inputs, self.fine, self.seconds
+
+
+def prepare(net, meta: dict, mol: Molecule, build: bool = False) -> Prepared:
+    """Place ``mol`` in the box the model ``(net, meta)`` predicts on; with ``build`` also
+    compute its inputs (the SAD channels, the base's fine array), which is what
+    ``rhosr predict`` does for the next molecule of a batch on a second thread. The inputs
+    depend only on the atoms, the box and the model's builders, the same for PyTorch and ONNX."""
+    grid_meta = meta["grid"]
+    placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
+    prepared = Prepared(mol, placed, grid)
+    if build:
+        prepared.build(net)
+    return prepared
+
+
 def predict(
     mol: Molecule,
     model: str | os.PathLike | None = None,
@@ -195,6 +232,7 @@ def predict(
     rotations: int = 1,
     progress=None,
     runtime: str = "auto",
+    prepared: Prepared | None = None,
 ) -> Prediction:
     """Predict the density of ``mol`` with a model folder or shipped model name.
 
@@ -205,19 +243,23 @@ def predict(
     Refused before any work (InputError): a ``tile`` below 1, ``rotations`` outside 1-24, a
     ``max_memory_gb`` that is not a positive number, and a box whose estimated memory (the
     fine-mesh arrays plus one forward pass, tiled when the model allows it) exceeds what the
-    machine has available."""
+    machine has available.
+
+    ``prepared``: this molecule's inputs from :func:`prepare` (a batch computes the next
+    molecule's while the network runs on this one); computed here when None."""
     check_options(tile, rotations, max_memory_gb, runtime)
     net, meta = load_predictor(model, device, runtime_for(tile, rotations, runtime))
     caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
     if caveat:
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
-    grid_meta = meta["grid"]
-    placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
+    if prepared is None or prepared.mol is not mol:
+        prepared = prepare(net, meta, mol)
+    placed, grid = prepared.placed, prepared.grid
     forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
     if getattr(net, "runtime", "torch") == "onnxruntime":
         budget = default_memory_budget_gb() if max_memory_gb is None else max_memory_gb
         if forward_bytes <= budget * 1e9:
-            return _predict_onnx(net, mol, placed, grid)
+            return _predict_onnx(net, mol, prepared)
         if runtime == "onnx":
             raise InputError(f"{mol.name}: one whole-box pass needs ~{forward_bytes / 1e9:.1f} GB, more "
                              f"than {budget:.1f} GB; --runtime torch predicts it in tiles")
@@ -236,10 +278,7 @@ def predict(
                     raise
                 tile = MIN_AUTO_TILE  # not even this fits: the check below says how much is needed
     _check_memory(net, mol, grid, tile, device)
-    t0 = time.perf_counter()
-    inputs = net.build_inputs(placed, grid)
-    fine = net.build_fine(placed, grid)
-    t_sad = time.perf_counter() - t0
+    inputs, fine, t_sad = prepared.build(net)
     t0 = time.perf_counter()
     density = predict_array(
         net,
@@ -257,15 +296,13 @@ def predict(
                       {"sad_s": t_sad, "model_s": t_model, "tile": tile, "runtime": "torch"})
 
 
-def _predict_onnx(net, mol: Molecule, placed: Molecule, grid: Grid) -> Prediction:
+def _predict_onnx(net, mol: Molecule, prepared: Prepared) -> Prediction:
     """The whole-box prediction with ONNX Runtime (:class:`rhosr.onnx_runtime.OnnxModel`)."""
     from rhosr.onnx_runtime import rescale_to_electrons
 
+    placed, grid = prepared.placed, prepared.grid
     _check_memory(net, mol, grid, None, "cpu")
-    t0 = time.perf_counter()
-    inputs = net.build_inputs(placed, grid)
-    fine = net.build_fine(placed, grid)
-    t_sad = time.perf_counter() - t0
+    inputs, fine, t_sad = prepared.build(net)
     t0 = time.perf_counter()
     density = rescale_to_electrons(net.run(inputs, fine), mol.n_valence, grid.voxel_volume("fine"))
     t_model = time.perf_counter() - t0

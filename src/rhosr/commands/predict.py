@@ -143,16 +143,25 @@ def run(args: argparse.Namespace) -> int:
     # (formatting and writing a cube, 0.1-0.8 s, overlaps the network); the lines still print in
     # order, each once its file is complete. Comparisons, pictures and tiled boxes (too large to
     # hold two at once) stay in sequence.
+    # The next molecule's inputs (the SAD channels and the base's fine-mesh array, computed from
+    # the atoms alone) are computed on a third thread meanwhile.
     overlap = len(mols) > 1 and not (args.reference or args.png or args.html)
     writer = ThreadPoolExecutor(max_workers=1) if overlap else None
+    preparer = ThreadPoolExecutor(max_workers=1) if overlap else None
+    ahead = preparer.submit(_prepare_ahead, net, meta, mols[0]) if preparer else None
     pending = None
     t_start = time.perf_counter()
     try:
-        for mol, target in zip(mols, targets):
+        for i, (mol, target) in enumerate(zip(mols, targets)):
             t0 = time.perf_counter()
+            prepared = ahead.result() if ahead is not None else None
+            ahead = (preparer.submit(_prepare_ahead, net, meta, mols[i + 1])
+                     if preparer is not None and i + 1 < len(mols) else None)
             with _TileProgress(mol.name, args.quiet) as progress:
                 result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
-                                 rotations=args.rotations, progress=progress, runtime=args.runtime)
+                                 rotations=args.rotations, progress=progress, runtime=args.runtime,
+                                 prepared=prepared)
+            del prepared
             predicted_s = time.perf_counter() - t0
             if pending is not None:
                 _report_written(*pending)
@@ -174,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.shutdown(wait=True)
+        if preparer is not None:
+            preparer.shutdown(wait=True, cancel_futures=True)
     if len(mols) > 1:
         print(
             f"{len(mols)} molecules, {(time.perf_counter() - t_start) / len(mols):.2f} s per molecule on "
@@ -181,6 +192,28 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+PREPARE_AHEAD_MAX_POINTS = 16_000_000
+"""A molecule whose fine mesh has more points (a tiled box) has its inputs computed in turn, not
+ahead: two such boxes' arrays at once could exceed the memory the tiles keep to."""
+
+
+def _prepare_ahead(net, meta: dict, mol):
+    """The next molecule placed in its box and, for a box of at most
+    :data:`PREPARE_AHEAD_MAX_POINTS` fine points, its inputs computed (rhosr.predict.prepare).
+    An error is left to the prediction itself, which raises it in order."""
+    import math
+
+    from rhosr.predict import prepare
+
+    try:
+        prepared = prepare(net, meta, mol)
+        if math.prod(prepared.grid.fine_mesh) <= PREPARE_AHEAD_MAX_POINTS:
+            prepared.build(net)
+        return prepared
+    except Exception:  # noqa: BLE001  (the molecule's own predict() call reports it)
+        return None
 
 
 def _timed_write(target: Path, result) -> float:
