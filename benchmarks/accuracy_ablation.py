@@ -50,11 +50,13 @@ NEW_RECIPE = {"lr": 1e-3, "warmup_factor": 0.01, "warmup_epochs": 2, "warmup_sha
 
 
 BONDED_PRIOR = {"name": "fitted_prior", "typed": True, "bond_positions": [0.25, 0.5, 0.75]}
-SAME_NETWORK = {"bonded_prior": "fitted_prior", "ema": "shipped"}
+SAME_NETWORK = {"bonded_prior": "fitted_prior", "ema": "shipped", "sad_fine": "shipped",
+                "recipe": "shipped"}
 """A run whose network is another run's takes that run's measured seconds per step, so that a
-plan made later, under another load, gets the same steps: the bonded prior changes only what
-the data path computes (the measurement excludes computing the inputs), the moving average
-only adds an average of 37k weights per step."""
+plan made later, under another load, gets the same steps: the bonded prior and the fine-mesh
+SAD change only what the data path computes (the measurement excludes computing the inputs;
+the base adds one fine-mesh array to the output), the recipe only the learning rate and a
+gradient-norm clip, the moving average only an average of 37k weights per step."""
 
 
 def variant(model_changes: dict | None = None, recipe: dict | None = None) -> dict:
@@ -216,8 +218,10 @@ def run_variant(name: str, store: str, runs: Path, budget_s: float, threads: int
                   "limit_train_batches": STEPS_PER_EPOCH, "checkpoint_every_n_steps": 50,
                   "log_every_n_steps": 10}
         same = SAME_NETWORK.get(name)
-        if same and (runs / same / "plan.json").exists():  # one network, one step time
-            s_step = json.loads((runs / same / "plan.json").read_text())["seconds_per_step"]
+        planned = [runs / same / f for f in ("plan.json", "result.json")] if same else []
+        planned = [p for p in planned if p.exists()]
+        if planned:  # one network, one step time
+            s_step = json.loads(planned[0].read_text())["seconds_per_step"]
         else:
             s_step = seconds_per_step(store, {**config, "epochs": 4, "val_every_n_epochs": 4},
                                       train_ids, val_ids)
