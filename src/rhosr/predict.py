@@ -210,17 +210,14 @@ class Prepared:
         return self.inputs, self.fine, self.seconds
 
 
-def prepare(net, meta: dict, mol: Molecule, build: bool = False) -> Prepared:
-    """Place ``mol`` in the box the model ``(net, meta)`` predicts on; with ``build`` also
-    compute its inputs (the SAD channels, the base's fine array), which is what
-    ``rhosr predict`` does for the next molecule of a batch on a second thread. The inputs
-    depend only on the atoms, the box and the model's builders, the same for PyTorch and ONNX."""
+def prepare(meta: dict, mol: Molecule) -> Prepared:
+    """``mol`` placed in the box of the model described by ``meta``; its inputs follow from
+    :meth:`Prepared.build` (``rhosr predict`` builds the next molecule's of a batch on another
+    thread). The inputs depend only on the atoms, the box and the model's builders, the same
+    for PyTorch and ONNX."""
     grid_meta = meta["grid"]
     placed, grid = place_in_box(mol, int(grid_meta["upscale"]), float(grid_meta.get("margin_angstrom", 4.0)))
-    prepared = Prepared(mol, placed, grid)
-    if build:
-        prepared.build(net)
-    return prepared
+    return Prepared(mol, placed, grid)
 
 
 def predict(
@@ -253,7 +250,7 @@ def predict(
     if caveat:
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
     if prepared is None or prepared.mol is not mol:
-        prepared = prepare(net, meta, mol)
+        prepared = prepare(meta, mol)
     placed, grid = prepared.placed, prepared.grid
     forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
     if getattr(net, "runtime", "torch") == "onnxruntime":

@@ -140,11 +140,10 @@ def run(args: argparse.Namespace) -> int:
         f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device} with {engine}"
     )
     # A batch writes each molecule's file on a second thread while the next one is predicted
-    # (formatting and writing a cube, 0.1-0.8 s, overlaps the network); the lines still print in
-    # order, each once its file is complete. Comparisons, pictures and tiled boxes (too large to
-    # hold two at once) stay in sequence.
-    # The next molecule's inputs (the SAD channels and the base's fine-mesh array, computed from
-    # the atoms alone) are computed on a third thread meanwhile.
+    # (formatting and writing a cube, 0.1-0.8 s, overlaps the network), and computes the next
+    # molecule's inputs (SAD channels, the base's fine-mesh array) on a third; the lines still
+    # print in order, each once its file is complete. Comparisons, pictures and tiled boxes (too
+    # large to hold two at once) stay in sequence.
     overlap = len(mols) > 1 and not (args.reference or args.png or args.html)
     writer = ThreadPoolExecutor(max_workers=1) if overlap else None
     preparer = ThreadPoolExecutor(max_workers=1) if overlap else None
@@ -208,7 +207,7 @@ def _prepare_ahead(net, meta: dict, mol):
     from rhosr.predict import prepare
 
     try:
-        prepared = prepare(net, meta, mol)
+        prepared = prepare(meta, mol)
         if math.prod(prepared.grid.fine_mesh) <= PREPARE_AHEAD_MAX_POINTS:
             prepared.build(net)
         return prepared
