@@ -46,7 +46,21 @@ def main() -> None:
     from rhosr.model import count_parameters
     from rhosr.predict import RARE_ELEMENT_MOLECULES
 
-    params = count_parameters(load_model(target)[0])
+    net = load_model(target)[0]
+    params = count_parameters(net)
+    base = net.config.base.name
+    base_text = {
+        "none": "no base: the network's output is the density (the paper's).",
+        "sad_linear": "base `sad_linear`: the network learns the correction to the linearly "
+                      "interpolated coarse SAD.",
+        "sad_fine": "base `sad_fine`: the network learns the correction to the SAD on the fine mesh.",
+        "fitted_prior": "base `fitted_prior`: the SAD on the fine mesh plus radial corrections per atom "
+                        "kind and terms along bonds, fitted by least squares to training labels "
+                        "(`rhosr fit-prior`); the network learns the correction to that prior.",
+    }.get(base, f"base `{base}`.")
+    tiling = ("local (`norm: none`): large boxes are tiled exactly." if net.local else
+              "not local: large boxes run the trunk's body whole and its local head in tiles (exact)."
+              if net.head_tiled else "not tileable.")
     val_n = (f"{meta['validation']['n']} molecules" if "validation" in meta
              else "set size not recorded by runs of that time")
     v = None
@@ -61,10 +75,9 @@ def main() -> None:
         "in the authors' box (extent + 4 Angstrom in total per axis).",
         "",
         "## Model",
-        f"- Config: `{json.dumps(meta['model'])}`; {params:,} parameters.",
-        "- `norm: none` makes the network local, so large boxes can be tiled exactly; base "
-        "`sad_linear` (the old `residual_sad: true`) learns the correction to the linearly "
-        "interpolated SAD.",
+        f"- {net.describe()}; {params:,} parameters.",
+        "- Its full config (with the prior's coefficients, if any): `model` in `model.json`.",
+        f"- The network is {tiling} It starts from its {base_text}",
         "",
         "## Training data",
         f"- Store `{meta['store']}` (QM9 geometries from qm9pack, seeded split "
@@ -80,7 +93,7 @@ def main() -> None:
         f"{s['n_molecules']} evaluated).",
         "",
         "## Training",
-        f"- Config: `{json.dumps(meta['training'])}`.",
+        f"- Config: `{json.dumps({k: v for k, v in meta['training'].items() if k != 'model'})}`.",
         f"- Best checkpoint at step {meta['step']} (epoch {meta['epoch']}); training wall time "
         f"{hours:.2f} h on {meta.get('hardware', '?')}.",
         f"- Command: `{args.command_train}`" if args.command_train else "",
@@ -92,7 +105,9 @@ def main() -> None:
            f"{v['err_model']['mean']:.3f} %, SAD {v['err_sad']['mean']:.3f} %."] if v else []),
         f"- Test Err_rho over {s['n_molecules']} test molecules: model mean {m['mean']:.3f} %, median "
         f"{m['median']:.3f} %, 90th percentile {m['p90']:.3f} %; the SAD input on the same molecules: mean "
-        f"{sad['mean']:.3f} %, median {sad['median']:.3f} %.",
+        f"{sad['mean']:.3f} %, median {sad['median']:.3f} %"
+        + (f"; the model's base alone: mean {s['err_base']['mean']:.3f} %, median "
+           f"{s['err_base']['median']:.3f} %." if "err_base" in s else "."),
         f"- Command: `{args.command_eval}`" if args.command_eval else "",
         "",
         "| element | test molecules | model (%) | SAD (%) |",

@@ -2,6 +2,7 @@
 with an element the model never saw, the dataset, prediction, evaluation and training of a
 U-Net model on the fine-mesh SAD base."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -89,6 +90,12 @@ def test_inputs_unet_runs_its_head_in_tiles_exactly(unet_model_dir):
     for tile in (4, 5, 7):
         tiled = predict_array(net, x, 8.0, 0.01, tile=tile, fine=fine)
         np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6 * whole.max())
+    cbrt = build_model(dataclasses.replace(net.config, input_transform="cbrt")).eval()
+    cbrt.load_state_dict(net.state_dict())  # the same weights, reading the inputs' cube root
+    whole_cbrt = predict_array(cbrt, x, 8.0, 0.01, fine=fine)
+    assert not np.allclose(whole_cbrt, whole)
+    np.testing.assert_allclose(predict_array(cbrt, x, 8.0, 0.01, tile=5, fine=fine), whole_cbrt,
+                               rtol=1e-5, atol=1e-6 * whole_cbrt.max())
     with pytest.raises(InputError, match="takes 5 input channel"):
         predict_array(net, np.ones((12, 12, 12), np.float32), 8.0, 0.01)
     instance = build_model({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1}})

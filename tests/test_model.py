@@ -25,6 +25,10 @@ COMPOSITIONS = {
     "unet-head1-sad_linear": {"trunk": {**TINY_UNET, "head_kernel": 1}, "base": "sad_linear"},
     "unet-sad_fine": {"trunk": TINY_UNET, "base": "sad_fine", "inputs": ["sad_atrocious", {
         "name": "sad_elements", "elements": ["H", "C", "N", "O", "F"]}]},
+    "unet-cbrt-sad_fine": {"trunk": TINY_UNET, "base": "sad_fine", "input_transform": "cbrt",
+                           "inputs": ["sad", {"name": "sad_elements", "elements": ["H", "C"]}]},
+    "srresnet-local-cbrt-sad_linear": {"trunk": {"name": "srresnet", **TINY, "norm": "none"},
+                                       "base": "sad_linear", "input_transform": "cbrt"},
 }
 
 
@@ -170,6 +174,21 @@ def test_model_save_load_identity(name, tmp_path):
         assert torch.equal(model(x, fine=fine), loaded(x, fine=fine))
 
 
+def test_model_cbrt_input_transform_feeds_the_trunk_the_cube_root_and_the_base_the_density():
+    plain = random_weights(build_model(COMPOSITIONS["srresnet-local-sad_linear"]), seed=3).eval()
+    config = model_config(COMPOSITIONS["srresnet-local-cbrt-sad_linear"])
+    cbrt = build_model(config).eval()
+    cbrt.load_state_dict(plain.state_dict())
+    x = _inputs()
+    with torch.no_grad():
+        x = x.float()
+        expected = torch.relu(plain.trunk(x ** (1 / 3)) + plain.base(x, None, 1))
+        torch.testing.assert_close(cbrt(x), expected)
+        assert not torch.allclose(cbrt(x), plain(x))
+    assert "cbrt of sad" in config.describe()
+    assert "input_transform" not in model_config(COMPOSITIONS["srresnet-local-sad_linear"]).to_dict()
+
+
 def test_model_old_flat_form_is_an_srresnet_with_its_base():
     old = model_config({**TINY, "norm": "none", "residual_sad": True}, "sad_atrocious")
     assert old.trunk.name == "srresnet" and old.base.name == "sad_linear"
@@ -207,6 +226,8 @@ def test_model_old_weights_load_into_the_composition():
     ({"trunk": {"num_feat": 4}}, "a mapping with a name"),
     ({"trunk": "srresnet", "num_feat": 4}, "unknown keys num_feat"),
     ({"base": "prior"}, "unknown base 'prior'"),
+    ({"base": "none", "input_transform": "log"}, "input_transform must be one of none, cbrt"),
+    ({"base": "none", "input_transform": 3}, "input_transform must be one of none, cbrt"),
     ({"inputs": []}, "non-empty list"),
     ({"inputs": ["sad", "sad"]}, "listed twice"),
     ({"inputs": ["density"]}, "unknown input 'density'"),

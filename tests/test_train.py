@@ -395,3 +395,24 @@ def test_ema_weights_are_validated_exported_and_resumed(tiny_store, tmp_path):
         torch.testing.assert_close(value, ckpt["state_dict"][f"model.{key}"])
     with pytest.raises(InputError, match="ema_decay"):
         TrainConfig(ema_decay=1.5)
+
+
+def test_huber_objective_is_l1_for_large_errors_and_quadratic_for_small_ones(tiny_store, tmp_path):
+    from rhosr.train import density_loss, objective_loss
+
+    label = torch.zeros(1, 1, 4, 4, 4)
+    volume, n_e = torch.tensor([0.5], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64)
+    large = label + 0.1  # every voxel off by 0.1 > delta: L1 less delta/2 per voxel
+    l1 = density_loss(large, label, volume, n_e)
+    huber = objective_loss(large, label, volume, n_e, delta=1e-3)
+    assert huber.item() == pytest.approx(l1.item() - 64 * 0.5e-3 * 0.5 / 2.0, rel=1e-5)
+    small = label + 1e-4  # below delta: 0.5 d^2 / delta, ten times less than the L1 here
+    assert objective_loss(small, label, volume, n_e, delta=1e-3).item() == pytest.approx(
+        density_loss(small, label, volume, n_e).item() / 20, rel=1e-4)
+    assert objective_loss(large, label, volume, n_e, delta=None) == l1
+    with pytest.raises(InputError, match="loss_delta"):
+        TrainConfig(loss_delta=-1.0)
+    config = TrainConfig(model=TINY_MODEL, lr=3e-3, epochs=2, loss_delta=1e-3, log_every_n_steps=1)
+    train(str(tiny_store), config, tmp_path / "run", progress=False)
+    errs = [float(r["train_err"]) for r in _metrics(tmp_path / "run") if r.get("train_err")]
+    assert len(errs) == 4 and all(1.0 < e < 200 for e in errs)  # Err_rho in percent, not the Huber

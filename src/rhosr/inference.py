@@ -116,7 +116,7 @@ def _run_head_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: 
     up = model.upscale
     x = _as_input(coarse, device)
     with torch.inference_mode():
-        features = model.trunk.body(x)
+        features = model.trunk.body(model.trunk_input(x))
         out = torch.empty((1, 1, *(up * n for n in coarse.shape[1:])), dtype=features.dtype, device=device)
         for index, in_box, in_tile in _tiles(coarse.shape[1:], tile, tile_halo(model), up, progress):
             piece = features

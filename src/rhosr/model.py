@@ -60,6 +60,13 @@ MAX_PARAMETERS = 200_000_000
 """Models with more parameters (0.8 GB in float32; the paper's x4 model has 16 M) are refused
 before anything is allocated."""
 
+INPUT_TRANSFORMS = ("none", "cbrt")
+"""What the trunk reads of the inputs: ``none``, the densities as they are (the paper's); ``cbrt``,
+their cube root. QM9 inputs are ~0.003 e/Bohr^3 on average and up to ~1 near nuclei, so
+without it the trunk's first features are tiny against its biases and learn slowly; the cube
+root maps them to ~0.1-1 (measured in the ablation, ``benchmarks/results/accuracy_ablation.md``).
+The base always reads the inputs as they are."""
+
 LEGACY_KEYS = ("num_feat", "kernel_first", "kernel", "num_block", "num_up", "norm", "residual_sad")
 
 
@@ -94,8 +101,12 @@ class ModelConfig:
     inputs: tuple[Part, ...] = (Part("sad"),)
     trunk: Part = field(default_factory=lambda: Part("srresnet", SRResNetOptions()))
     base: Part = field(default_factory=lambda: Part("none"))
+    input_transform: str = "none"  # see INPUT_TRANSFORMS
 
     def __post_init__(self):
+        if self.input_transform not in INPUT_TRANSFORMS:
+            raise InputError(f"model config: input_transform must be one of {', '.join(INPUT_TRANSFORMS)}, "
+                             f"got {self.input_transform!r:.40}")
         if not self.inputs:
             raise InputError("model config: inputs is empty; the model needs at least one input")
         first = INPUTS[self.inputs[0].name]
@@ -189,13 +200,17 @@ class ModelConfig:
         """One line: trunk and options, base, inputs."""
         opts = ", ".join(f"{k} {v}" for k, v in self.trunk.to_dict().items() if k != "name")
         n = self.in_channels
+        transform = "" if self.input_transform == "none" else f", {self.input_transform} of"
         return (f"{self.trunk.name} ({opts}), base {self.base.name}, "
-                f"inputs {' + '.join(p.name for p in self.inputs)} ({n} channel{'s' * (n > 1)})")
+                f"inputs{transform} {' + '.join(p.name for p in self.inputs)} ({n} channel{'s' * (n > 1)})")
 
     # -- reading and writing ------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"inputs": [p.to_dict() for p in self.inputs], "trunk": self.trunk.to_dict(),
-                "base": self.base.to_dict()}
+        d = {"inputs": [p.to_dict() for p in self.inputs], "trunk": self.trunk.to_dict(),
+             "base": self.base.to_dict()}
+        if self.input_transform != "none":  # absent in the description of a model without one
+            d["input_transform"] = self.input_transform
+        return d
 
     @classmethod
     def from_dict(cls, d, input_name: str = "sad") -> ModelConfig:
@@ -203,9 +218,10 @@ class ModelConfig:
         used by the old flat form only."""
         if not isinstance(d, dict):
             raise InputError(f"model config: must be a mapping, got {type(d).__name__}")
-        if not set(d) & {"inputs", "trunk", "base"}:
+        keys = {"inputs", "trunk", "base", "input_transform"}
+        if not set(d) & keys:
             return cls.from_legacy(d, input_name)
-        unknown = sorted(shown(k) for k in set(d) - {"inputs", "trunk", "base"})
+        unknown = sorted(shown(k) for k in set(d) - keys)
         if unknown:
             raise InputError(f"model config: unknown keys {', '.join(unknown)} "
                              "(trunk options go inside trunk: {name: ..., ...})")
@@ -215,9 +231,12 @@ class ModelConfig:
         names = [p if isinstance(p, str) else p.get("name") if isinstance(p, dict) else None for p in inputs]
         if len(set(map(str, names))) != len(names):
             raise InputError("model config: an input is listed twice")
+        transform = d.get("input_transform", "none")
+        if not isinstance(transform, str):
+            raise InputError(f"model config: input_transform must be one of {', '.join(INPUT_TRANSFORMS)}")
         return cls(tuple(_part(p, get_input, "input") for p in inputs),
                    _part(d.get("trunk", "srresnet"), get_trunk, "trunk"),
-                   _part(d.get("base", "none"), get_base, "base"))
+                   _part(d.get("base", "none"), get_base, "base"), transform)
 
     @classmethod
     def from_legacy(cls, d: dict, input_name: str = "sad") -> ModelConfig:
@@ -300,6 +319,12 @@ class DensityModel(nn.Module):
     def describe(self) -> str:
         return self.config.describe()
 
+    def trunk_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the trunk reads of the coarse inputs ``x`` (``config.input_transform``)."""
+        if self.config.input_transform == "cbrt":
+            return x.clamp(min=0).pow(1 / 3)
+        return x
+
     def build_inputs(self, mol, grid):
         """The coarse input ``(C, X, Y, Z)`` float32 of a molecule placed in ``grid``'s box."""
         from rhosr.inputs import model_inputs
@@ -316,7 +341,7 @@ class DensityModel(nn.Module):
     ) -> torch.Tensor:
         """``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) are ``(B,)``; without them
         the output is not rescaled. ``fine`` ``(B, 1, uX, uY, uZ)``: the base's fine array."""
-        out = self.trunk(x)
+        out = self.trunk(self.trunk_input(x))
         base = self.base(x, fine, self.config.num_up)
         if base is not None:
             out = out + base
