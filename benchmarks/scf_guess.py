@@ -4,6 +4,7 @@ For the first ``--n`` QM9 test molecules, ``fast`` preset, the same box for ever
 model's). The model guess's time includes the prediction and the one-step diagonalisation.
 
     OMP_NUM_THREADS=2 python benchmarks/scf_guess.py --n 30 [--model M] [--label-store STORE]
+        [--guesses minao atom] [--fresh]
 
 ``--label-store``: also start from each molecule's own converged ``fast`` DFT density (the
 store's label, same box) through the same one-step density matrix: the best a perfect model
@@ -53,10 +54,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--model", default=None)
     ap.add_argument("--label-store", default=None, help="add the label-density ceiling column")
+    ap.add_argument("--guesses", nargs="+", default=list(GUESSES[1:]), choices=GUESSES[1:],
+                    help="PySCF guesses to compare the model's with (default: all)")
     ap.add_argument("--fresh", action="store_true",
                     help="re-measure the cached minao/atom/label rows in this run (same-run timings)")
     args = ap.parse_args()
-    guesses = GUESSES + (("label",) if args.label_store else ())
+    guesses = ("model", *args.guesses) + (("label",) if args.label_store else ())
     store = DatasetStore.open(args.label_store) if args.label_store else None
     folder = model_folder(args.model)
     margin = float(load_predictor(folder)[1]["grid"].get("margin_angstrom", 4.0))
