@@ -38,7 +38,7 @@ def main() -> None:
     (target / "model.json").write_text(json.dumps(meta, indent=2))
     from rhosr.store import DatasetStore
 
-    store = DatasetStore.open(report["context"]["store"])
+    store = DatasetStore.open(Path(report["context"]["store"]).expanduser())
     counts = {s: len(store.entry_ids(s)) for s in ("train", "validation", "test")}
     s = report["summary"]
     m, sad = s["err_model"], s["err_sad"]

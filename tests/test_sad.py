@@ -120,3 +120,19 @@ def test_sad_fine_is_the_exact_fine_sad_near_enough(atrocious):
     assert 1e-4 < err < 0.02
     np.testing.assert_allclose(fast[::2, ::2, ::2], exact[::2, ::2, ::2], rtol=1e-4, atol=1e-6 * exact.max())
     assert err_rho(sad_fine(mol, grid, atrocious, radius=6.0), exact, dv, n_e) < err
+
+
+@pytest.mark.parametrize("shape, up", [((5, 6, 7), 2), ((4, 3, 5), 4), ((1, 2, 3), 2)])
+def test_fine_sad_interpolation_equals_the_sad_linear_base_without_torch(shape, up):
+    """``sad_fine``'s NumPy interpolation is the ``sad_linear`` base's (PyTorch), exactly."""
+    import numpy as np
+    import torch
+
+    from rhosr.layers import upsample_linear
+    from rhosr.sad import _interpolate_linear
+
+    a = np.random.default_rng(0).random(shape)
+    ref = upsample_linear(torch.as_tensor(a)[None, None], int(np.log2(up)))[0, 0].numpy()
+    np.testing.assert_array_equal(_interpolate_linear(a, up), ref)
+    cut = tuple(slice(0, up * (n - 1) + 1) for n in shape)
+    np.testing.assert_array_equal(_interpolate_linear(a, up, periodic=False), ref[cut])

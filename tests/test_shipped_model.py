@@ -1,5 +1,6 @@
-"""The shipped model (``qm9-small``) pinned to measured figures: its Err_rho on the committed QM9
-box, and how its prediction follows a rotation of the molecule.
+"""The shipped models pinned to measured figures: ``qm9-small``'s Err_rho on the committed QM9
+box and how its prediction follows a rotation of the molecule; the default ``qm9-unet``'s Err_rho
+on the same box through ``predict``.
 
 The pins were measured on 2026-12-03 with torch 2.13.0+cpu on one thread, by the code of each
 test (``OMP_NUM_THREADS=1 pytest -q tests/test_shipped_model.py``). A retrained shipped model
@@ -42,7 +43,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def water():
-    return predict(read_molecule("qm9:3"), runtime="torch")  # compared with predict_array (PyTorch)
+    return predict(read_molecule("qm9:3"), "qm9-small", runtime="torch")  # compared with predict_array
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +133,28 @@ def test_shipped_model_off_grid_rotation_within_measured_tolerance(water):
     rotation = Rotation.from_euler("xyz", TURN_DEGREES, degrees=True)
     turned = water.placed.atoms.copy()
     turned.set_positions(rotation.apply(turned.get_positions() - turned.get_positions().mean(0)))
-    other = predict(Molecule(turned, name="turned water"))
+    other = predict(Molecule(turned, name="turned water"), "qm9-small")
     assert other.grid.fine_mesh != water.grid.fine_mesh  # a new box, not a grid rotation
     moment = rotation.as_matrix() @ _dipole(water.density, water)
     assert np.linalg.norm(moment - _dipole(other.density, other)) <= TURN_DIPOLE_TOL
     sad = rotation.as_matrix() @ _dipole(sad_density(water.placed, water.grid, "fine"), water)
     sad_other = _dipole(sad_density(other.placed, other.grid, "fine"), other)
     assert np.linalg.norm(sad - sad_other) <= TURN_SAD_DIPOLE_TOL
+
+
+DEFAULT_BOX_ERR_RHO = 3.233137  # percent: qm9-unet on BOX's molecule (qm9:19434) through predict()
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_default_model_err_rho_on_committed_box_is_pinned(runtime):
+    """The default model, as ``rhosr predict`` runs it (inputs, fitted prior, network), on the
+    committed box's molecule against its label: pinned on 2026-12-04 (torch 2.13.0+cpu, one
+    thread; both runtimes gave the same value)."""
+    from rhosr.predict import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "qm9-unet"
+    _, label, n_electrons, voxel_volume = _box()
+    result = predict(read_molecule("qm9:19434"), DEFAULT_MODEL, runtime=runtime)
+    assert result.density.shape == label.shape
+    err = err_rho(result.density, label, voxel_volume, n_electrons)
+    assert err == pytest.approx(DEFAULT_BOX_ERR_RHO, abs=BOX_ERR_RHO_TOL)

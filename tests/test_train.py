@@ -229,7 +229,7 @@ def test_init_takes_a_shipped_model_by_name(tmp_path, run_cli, tiny_store):
     assert "trained to step 2" in out
     code, _, err = run_cli("train", "--store", tiny_store, "--config", "tiny", "--init", "no-such-model",
                            "--out", tmp_path / "bad")
-    assert code == 2 and "no such model folder or shipped model (shipped: qm9-small)" in err
+    assert code == 2 and "no such model folder or shipped model (shipped: qm9-small, qm9-unet)" in err
 
 
 def test_training_module_resumes_weights_saved_before_the_composition():

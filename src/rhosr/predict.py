@@ -23,7 +23,7 @@ from rhosr.grid import Grid, place_in_box
 from rhosr.molecule import Molecule
 
 PRETRAINED = Path(__file__).parent / "pretrained"
-DEFAULT_MODEL = "qm9-small"
+DEFAULT_MODEL = "qm9-unet"
 # An element in fewer training molecules than this gets a warning: the shipped model saw F in
 # 2 of 192 and is worse than the SAD input inside F's covalent radius (MODEL_CARD.md).
 RARE_ELEMENT_MOLECULES = 10

@@ -232,12 +232,15 @@ def _interpolate_linear(a: np.ndarray, up: int, periodic: bool = True) -> np.nda
     """Linear interpolation by ``up`` (a power of 2) per axis, as the ``sad_linear`` base does
     (:func:`rhosr.layers.upsample_linear`: fine point ``2i`` is point ``i``, ``2i+1`` the mean of
     ``i`` and ``i+1``, wrapping). Not ``periodic``: the points that would wrap are dropped, so
-    ``n`` samples become ``up * (n - 1) + 1`` points."""
-    import torch
-
-    from rhosr.layers import upsample_linear
-
-    out = upsample_linear(torch.as_tensor(a)[None, None], int(round(np.log2(up))))[0, 0].numpy()
+    ``n`` samples become ``up * (n - 1) + 1`` points. NumPy only: a prediction run in ONNX
+    Runtime never imports PyTorch for it."""
+    out = a
+    for _ in range(int(round(np.log2(up)))):
+        for axis in range(3):
+            mid = 0.5 * (out + np.roll(out, -1, axis=axis))
+            shape = list(out.shape)
+            shape[axis] *= 2
+            out = np.stack([out, mid], axis=axis + 1).reshape(shape)
     return out if periodic else out[tuple(slice(0, up * (n - 1) + 1) for n in a.shape)]
 
 
