@@ -167,3 +167,26 @@ def test_export_onnx_command(tmp_path, run_cli):
     assert code == 0 and "model.onnx: written" in out and (folder / "model.onnx").exists()
     code, _, err = run_cli("export-onnx", tmp_path / "nowhere")
     assert code == 2 and err.count("\n") == 1 and "no such model folder" in err
+
+
+def test_cube_root_inputs_export_and_run_in_onnx_runtime_as_in_pytorch(tmp_path):
+    """A model with ``input_transform: cbrt`` exports (checked against PyTorch by the export) and
+    predicts the same density in both runtimes."""
+    import numpy as np
+    from tests.conftest import random_weights
+
+    from rhosr.checkpoint import save_model
+    from rhosr.model import build_model
+    from rhosr.molecule import read_molecule
+    from rhosr.onnx_export import export_onnx
+    from rhosr.predict import predict
+
+    config = {"trunk": {"name": "unet", "channels": [4, 6], "blocks": 1}, "base": "sad_fine",
+              "input_transform": "cbrt", "inputs": ["sad", {"name": "sad_elements", "elements": ["H", "O"]}]}
+    save_model(tmp_path / "m", random_weights(build_model(config), seed=1),
+               {"grid": {"upscale": 2, "margin_angstrom": 4.0}})
+    assert export_onnx(tmp_path / "m") < 1e-5
+    water = read_molecule("qm9:3")
+    onnx = predict(water, str(tmp_path / "m"), runtime="onnx").density
+    torch_density = predict(water, str(tmp_path / "m"), runtime="torch").density
+    assert np.abs(onnx - torch_density).max() <= 1e-5 * torch_density.max()

@@ -62,9 +62,8 @@ before anything is allocated."""
 
 INPUT_TRANSFORMS = ("none", "cbrt")
 """What the trunk reads of the inputs: ``none``, the densities as they are (the paper's); ``cbrt``,
-their cube root. QM9 inputs are ~0.003 e/Bohr^3 on average and up to ~1 near nuclei, so
-without it the trunk's first features are tiny against its biases and learn slowly; the cube
-root maps them to ~0.1-1 (measured in the ablation, ``benchmarks/results/accuracy_ablation.md``).
+their cube root. QM9 inputs are ~0.003 e/Bohr^3 on average and up to ~1 near nuclei, so the
+trunk's first features are tiny next to its biases; the cube root maps the inputs to ~0.1-1.
 The base always reads the inputs as they are."""
 
 LEGACY_KEYS = ("num_feat", "kernel_first", "kernel", "num_block", "num_up", "norm", "residual_sad")

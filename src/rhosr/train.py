@@ -270,9 +270,9 @@ def objective_loss(pred: torch.Tensor, label: torch.Tensor, voxel_volume: torch.
     """What training minimises. ``delta`` None: :func:`density_loss` (L1, the paper's). A
     ``delta`` in e/Bohr^3: the Huber loss per voxel divided by ``delta``, integrated and over N_e:
     equal to the L1 where ``|pred - label| > delta`` (less ``delta/2``), quadratic below. Most of
-    a box is vacuum whose residual against a good base is ~1e-5 e/Bohr^3 of noise; under L1
-    every such voxel pulls the trunk with a full-size gradient of its sign, under Huber with a
-    gradient proportional to its size."""
+    a box is vacuum, where the residual against a good base is tiny; under L1 every such voxel
+    pulls the trunk with a full-size gradient of its sign, under Huber with a gradient
+    proportional to the residual."""
     if delta is None:
         return density_loss(pred, label, voxel_volume, n_electrons, core)
     huber = torch.nn.functional.huber_loss(pred, label, delta=delta, reduction="none") / delta
