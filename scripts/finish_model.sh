@@ -21,7 +21,7 @@ cd "$ROOT"
 step() { echo "== $*"; }
 
 step "export the run"
-"$PYTHON" scripts/export_run.py "$RUN" "$RESULTS/training/$SLUG"
+"$PYTHON" scripts/export_run.py "$RUN" "$RESULTS/training/$SLUG" --no-weights  # the weights ship
 
 for split in test validation; do
   out=$RESULTS/${SLUG}_$split

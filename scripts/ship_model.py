@@ -58,7 +58,7 @@ def main() -> None:
                         "kind and terms along bonds, fitted by least squares to training labels "
                         "(`rhosr fit-prior`); the network learns the correction to that prior.",
     }.get(base, f"base `{base}`.")
-    tiling = ("local (`norm: none`): large boxes are tiled exactly." if net.local else
+    tiling = ("local: large boxes are tiled exactly." if net.local else
               "not local: large boxes run the trunk's body whole and its local head in tiles (exact)."
               if net.head_tiled else "not tileable.")
     val_n = (f"{meta['validation']['n']} molecules" if "validation" in meta

@@ -230,12 +230,9 @@ class ModelConfig:
         names = [p if isinstance(p, str) else p.get("name") if isinstance(p, dict) else None for p in inputs]
         if len(set(map(str, names))) != len(names):
             raise InputError("model config: an input is listed twice")
-        transform = d.get("input_transform", "none")
-        if not isinstance(transform, str):
-            raise InputError(f"model config: input_transform must be one of {', '.join(INPUT_TRANSFORMS)}")
         return cls(tuple(_part(p, get_input, "input") for p in inputs),
                    _part(d.get("trunk", "srresnet"), get_trunk, "trunk"),
-                   _part(d.get("base", "none"), get_base, "base"), transform)
+                   _part(d.get("base", "none"), get_base, "base"), d.get("input_transform", "none"))
 
     @classmethod
     def from_legacy(cls, d: dict, input_name: str = "sad") -> ModelConfig:

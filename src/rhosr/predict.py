@@ -24,8 +24,8 @@ from rhosr.molecule import Molecule
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "qm9-unet"
-# An element in fewer training molecules than this gets a warning: the shipped model saw F in
-# 2 of 192 and is worse than the SAD input inside F's covalent radius (MODEL_CARD.md).
+# An element in fewer training molecules than this gets a warning: qm9-small saw F in 2 of 192
+# and is worse than the SAD input inside F's covalent radius (its MODEL_CARD.md); qm9-unet in 9.
 RARE_ELEMENT_MOLECULES = 10
 
 
