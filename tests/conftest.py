@@ -57,6 +57,21 @@ def tiny_store(tmp_path_factory):
     return store.path
 
 
+def benchmark_module(name: str):
+    """The script ``benchmarks/NAME.py`` imported as module ``NAME`` (registered in
+    ``sys.modules``: dataclasses look their module up)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def python_stdout(code: str) -> str:
     """Run ``code`` in a fresh Python process (nothing imported yet); its stdout, stripped."""
     import subprocess

@@ -1,23 +1,15 @@
 """The accuracy ablation harness (benchmarks/accuracy_ablation.py): every variant is a valid
 training config, the fixed id lists are the store's, and a tiny run goes end to end."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_ablation.py"
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("accuracy_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["accuracy_ablation"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("accuracy_ablation")
 
 
 def test_ablation_variants_are_training_configs(ablation):

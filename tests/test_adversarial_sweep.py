@@ -1,22 +1,13 @@
 """The adversarial sweep harness (benchmarks/adversarial_sweep.py) keeps working: its classifier
 sorts outcomes right, and a few real attempts run end to end through ``python -m rhosr``."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "adversarial_sweep.py"
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("adversarial_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["adversarial_sweep"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("adversarial_sweep")
 
 
 def test_sweep_classify_sorts_outcomes(sweep):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from tests.conftest import benchmark_module
 
 from rhosr.errors import InputError
 from rhosr.grid import place_in_box
@@ -265,16 +266,11 @@ def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
 
 
 def test_prior_variants_benchmark_runs_on_a_store(tiny_store, tmp_path):
-    import importlib.util
     import json
-    from pathlib import Path
 
     from rhosr.store import DatasetStore
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prior_variants.py"
-    spec = importlib.util.spec_from_file_location("prior_variants", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_module("prior_variants")
     store = DatasetStore.open(tiny_store)
     for split in ("train", "validation"):
         (tmp_path / f"{split}_ids.json").write_text(json.dumps(store.entry_ids(split)))
