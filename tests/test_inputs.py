@@ -96,6 +96,12 @@ def test_inputs_unet_runs_its_head_in_tiles_exactly(unet_model_dir):
     assert not np.allclose(whole_cbrt, whole)
     np.testing.assert_allclose(predict_array(cbrt, x, 8.0, 0.01, tile=5, fine=fine), whole_cbrt,
                                rtol=1e-5, atol=1e-6 * whole_cbrt.max())
+    scaled = build_model(dataclasses.replace(net.config, output_scale=0.01)).eval()
+    scaled.load_state_dict(net.state_dict())  # the same weights, their output worth 0.01 e/Bohr^3
+    whole_scaled = predict_array(scaled, x, 8.0, 0.01, fine=fine)
+    assert not np.allclose(whole_scaled, whole)
+    np.testing.assert_allclose(predict_array(scaled, x, 8.0, 0.01, tile=5, fine=fine), whole_scaled,
+                               rtol=1e-5, atol=1e-6 * whole_scaled.max())
     with pytest.raises(InputError, match="takes 5 input channel"):
         predict_array(net, np.ones((12, 12, 12), np.float32), 8.0, 0.01)
     instance = build_model({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1}})

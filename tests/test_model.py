@@ -189,6 +189,22 @@ def test_model_cbrt_input_transform_feeds_the_trunk_the_cube_root_and_the_base_t
     assert "input_transform" not in model_config(COMPOSITIONS["srresnet-local-sad_linear"]).to_dict()
 
 
+def test_model_output_scale_multiplies_the_trunk_before_the_base_and_round_trips():
+    plain = random_weights(build_model(COMPOSITIONS["srresnet-local-sad_linear"]), seed=3).eval()
+    config = model_config({**COMPOSITIONS["srresnet-local-sad_linear"], "output_scale": 1e-3})
+    scaled = build_model(config).eval()
+    scaled.load_state_dict(plain.state_dict())
+    x = _inputs().float()
+    with torch.no_grad():
+        expected = torch.relu(1e-3 * plain.trunk(x) + plain.base(x, None, 1))
+        torch.testing.assert_close(scaled(x), expected)
+        assert not torch.allclose(scaled(x), plain(x))
+    assert config.to_dict()["output_scale"] == 1e-3
+    assert model_config(config.to_dict()) == config
+    assert "x 0.001" in config.describe()
+    assert "output_scale" not in model_config(COMPOSITIONS["srresnet-local-sad_linear"]).to_dict()
+
+
 def test_model_old_flat_form_is_an_srresnet_with_its_base():
     old = model_config({**TINY, "norm": "none", "residual_sad": True}, "sad_atrocious")
     assert old.trunk.name == "srresnet" and old.base.name == "sad_linear"
@@ -228,6 +244,9 @@ def test_model_old_weights_load_into_the_composition():
     ({"base": "prior"}, "unknown base 'prior'"),
     ({"base": "none", "input_transform": "log"}, "input_transform must be one of none, cbrt"),
     ({"base": "none", "input_transform": 3}, "input_transform must be one of none, cbrt"),
+    ({"base": "none", "output_scale": 0}, "output_scale must be a number"),
+    ({"base": "none", "output_scale": "1e-3"}, "output_scale must be a number"),
+    ({"base": "none", "output_scale": True}, "output_scale must be a number"),
     ({"inputs": []}, "non-empty list"),
     ({"inputs": ["sad", "sad"]}, "listed twice"),
     ({"inputs": ["density"]}, "unknown input 'density'"),

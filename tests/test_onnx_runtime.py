@@ -170,8 +170,8 @@ def test_export_onnx_command(tmp_path, run_cli):
 
 
 def test_cube_root_inputs_export_and_run_in_onnx_runtime_as_in_pytorch(tmp_path):
-    """A model with ``input_transform: cbrt`` exports (checked against PyTorch by the export) and
-    predicts the same density in both runtimes."""
+    """A model with ``input_transform: cbrt`` and an ``output_scale`` exports (checked against
+    PyTorch by the export) and predicts the same density in both runtimes."""
     import numpy as np
     from tests.conftest import random_weights
 
@@ -182,7 +182,8 @@ def test_cube_root_inputs_export_and_run_in_onnx_runtime_as_in_pytorch(tmp_path)
     from rhosr.predict import predict
 
     config = {"trunk": {"name": "unet", "channels": [4, 6], "blocks": 1}, "base": "sad_fine",
-              "input_transform": "cbrt", "inputs": ["sad", {"name": "sad_elements", "elements": ["H", "O"]}]}
+              "input_transform": "cbrt", "output_scale": 0.01,
+              "inputs": ["sad", {"name": "sad_elements", "elements": ["H", "O"]}]}
     save_model(tmp_path / "m", random_weights(build_model(config), seed=1),
                {"grid": {"upscale": 2, "margin_angstrom": 4.0}})
     assert export_onnx(tmp_path / "m") < 1e-5

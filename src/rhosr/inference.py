@@ -122,7 +122,7 @@ def _run_head_tiled(model: DensityModel, coarse: np.ndarray, tile: int, device: 
             piece = features
             for axis, i in enumerate(index):
                 piece = piece.index_select(2 + axis, torch.as_tensor(i, device=device))
-            out[(..., *in_box)] = model.trunk.head(piece)[(..., *in_tile)]
+            out[(..., *in_box)] = model.scale_output(model.trunk.head(piece))[(..., *in_tile)]
         del features
         f = None if fine is None else torch.as_tensor(np.ascontiguousarray(fine, dtype=np.float32),
                                                       device=device)[None, None]

@@ -20,10 +20,12 @@ The config (``model`` in a training config and in ``model.json``)::
       trunk: {name: unet, channels: [16, 32, 64], blocks: 1, kernel: 3, num_up: 1}
       base: sad_fine
 
-An entry is a name or a mapping with ``name`` and that part's options. The older flat form,
-``{num_feat, kernel_first, kernel, num_block, num_up, norm, residual_sad}`` with the input named
-apart, still reads: it is an ``srresnet`` trunk, base ``sad_linear`` when ``residual_sad``
-else ``none``. This module imports neither PySCF nor ASE.
+``input_transform`` (``none``, ``cbrt``) is what the trunk reads of the inputs, ``output_scale``
+(e/Bohr^3, default 1) what one unit of its output is worth. An entry is a name or a mapping
+with ``name`` and that part's options. The older flat form, ``{num_feat, kernel_first, kernel,
+num_block, num_up, norm, residual_sad}`` with the input named apart, still reads: it is an
+``srresnet`` trunk, base ``sad_linear`` when ``residual_sad`` else ``none``. This module
+imports neither PySCF nor ASE.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ their cube root. QM9 inputs are ~0.003 e/Bohr^3 on average and up to ~1 near nuc
 trunk's first features are tiny next to its biases; the cube root maps the inputs to ~0.1-1.
 The base always reads the inputs as they are."""
 
+OUTPUT_SCALE_RANGE = (1e-9, 1e3)
+"""Allowed ``output_scale`` (e/Bohr^3)."""
+
 LEGACY_KEYS = ("num_feat", "kernel_first", "kernel", "num_block", "num_up", "norm", "residual_sad")
 
 
@@ -101,8 +106,20 @@ class ModelConfig:
     trunk: Part = field(default_factory=lambda: Part("srresnet", SRResNetOptions()))
     base: Part = field(default_factory=lambda: Part("none"))
     input_transform: str = "none"  # see INPUT_TRANSFORMS
+    output_scale: float = 1.0
+    """e/Bohr^3 per unit of the trunk's output: the trunk's output times this is what is added to
+    the base. 1 (the default, every shipped model) leaves it as it is. Against a fitted prior the
+    residual is ~6e-4 e/Bohr^3 (rms, QM9), while one Adam step moves a fresh trunk's output by
+    far more: unscaled, a qm9-unet trunk could not fit one molecule's residual; scaled by 1e-3 it
+    did (``benchmarks/trunk_residual_probe.py``)."""
 
     def __post_init__(self):
+        scale = self.output_scale
+        lo, hi = OUTPUT_SCALE_RANGE
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not lo <= scale <= hi:
+            raise InputError(f"model config: output_scale must be a number in [{lo:g}, {hi:g}] "
+                             f"(e/Bohr^3), got {scale!r:.40}")
+        object.__setattr__(self, "output_scale", float(scale))
         if self.input_transform not in INPUT_TRANSFORMS:
             raise InputError(f"model config: input_transform must be one of {', '.join(INPUT_TRANSFORMS)}, "
                              f"got {self.input_transform!r:.40}")
@@ -200,7 +217,8 @@ class ModelConfig:
         opts = ", ".join(f"{k} {v}" for k, v in self.trunk.to_dict().items() if k != "name")
         n = self.in_channels
         transform = "" if self.input_transform == "none" else f", {self.input_transform} of"
-        return (f"{self.trunk.name} ({opts}), base {self.base.name}, "
+        scale = "" if self.output_scale == 1 else f" x {self.output_scale:g}"
+        return (f"{self.trunk.name} ({opts}){scale}, base {self.base.name}, "
                 f"inputs{transform} {' + '.join(p.name for p in self.inputs)} ({n} channel{'s' * (n > 1)})")
 
     # -- reading and writing ------------------------------------------------------------------
@@ -209,6 +227,8 @@ class ModelConfig:
              "base": self.base.to_dict()}
         if self.input_transform != "none":  # absent in the description of a model without one
             d["input_transform"] = self.input_transform
+        if self.output_scale != 1:  # likewise
+            d["output_scale"] = self.output_scale
         return d
 
     @classmethod
@@ -217,7 +237,7 @@ class ModelConfig:
         used by the old flat form only."""
         if not isinstance(d, dict):
             raise InputError(f"model config: must be a mapping, got {type(d).__name__}")
-        keys = {"inputs", "trunk", "base", "input_transform"}
+        keys = {"inputs", "trunk", "base", "input_transform", "output_scale"}
         if not set(d) & keys:
             return cls.from_legacy(d, input_name)
         unknown = sorted(shown(k) for k in set(d) - keys)
@@ -232,7 +252,8 @@ class ModelConfig:
             raise InputError("model config: an input is listed twice")
         return cls(tuple(_part(p, get_input, "input") for p in inputs),
                    _part(d.get("trunk", "srresnet"), get_trunk, "trunk"),
-                   _part(d.get("base", "none"), get_base, "base"), d.get("input_transform", "none"))
+                   _part(d.get("base", "none"), get_base, "base"), d.get("input_transform", "none"),
+                   d.get("output_scale", 1.0))
 
     @classmethod
     def from_legacy(cls, d: dict, input_name: str = "sad") -> ModelConfig:
@@ -321,6 +342,10 @@ class DensityModel(nn.Module):
             return x.clamp(min=0).pow(1 / 3)
         return x
 
+    def scale_output(self, y: torch.Tensor) -> torch.Tensor:
+        """The trunk's output ``y`` in e/Bohr^3 (``config.output_scale``)."""
+        return y if self.config.output_scale == 1 else y * self.config.output_scale
+
     def build_inputs(self, mol, grid):
         """The coarse input ``(C, X, Y, Z)`` float32 of a molecule placed in ``grid``'s box."""
         from rhosr.inputs import model_inputs
@@ -337,7 +362,7 @@ class DensityModel(nn.Module):
     ) -> torch.Tensor:
         """``n_electrons`` and ``voxel_volume`` (fine voxel, Bohr^3) are ``(B,)``; without them
         the output is not rescaled. ``fine`` ``(B, 1, uX, uY, uZ)``: the base's fine array."""
-        out = self.trunk(self.trunk_input(x))
+        out = self.scale_output(self.trunk(self.trunk_input(x)))
         base = self.base(x, fine, self.config.num_up)
         if base is not None:
             out = out + base
