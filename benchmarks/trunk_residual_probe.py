@@ -11,10 +11,10 @@ a 20-step linear warm-up, gradient norm clipped at 1), and prints every ``--ever
   part of the residual) or ``--loss l1`` (Err_rho of the rescaled prediction, a fraction);
 - ``err``/``prior``: Err_rho (%) of the rescaled prediction and of the base alone.
 
-``--output-scale S`` multiplies the trunk's output by S (e/Bohr^3) before it is added to the
-base: the residual against the QM9 prior is ~6e-4 e/Bohr^3 (rms), while one Adam step moves a
-freshly initialised trunk's output by far more than that. With ``--validation N`` the first N
-validation entries are scored at the end (test entries are never read).
+``--output-scale S`` sets the model's ``output_scale`` (e/Bohr^3 per unit of the trunk's output,
+:mod:`rhosr.model`): the residual against the QM9 prior is ~6e-4 e/Bohr^3 (rms). With
+``--validation N`` the first N validation entries are scored at the end (test entries are never
+read).
 
 Run: ``python benchmarks/trunk_residual_probe.py --store STORE --config CONFIG --molecules 1
 --steps 100 --loss mse --output-scale 1e-3``
@@ -41,10 +41,10 @@ def batched(item: dict) -> dict:
     return {k: (v[None] if torch.is_tensor(v) else v) for k, v in item.items()}
 
 
-def step_terms(net, batch: dict, scale: float, loss: str):
+def step_terms(net, batch: dict, loss: str):
     """(objective tensor, Err_rho of the model, Err_rho of the base) for one molecule."""
     n_e, dv, label, base = batch["n_electrons"], batch["voxel_volume"], batch["label"], batch["fine"]
-    trunk = net.trunk(net.trunk_input(batch["inputs"])) * scale
+    trunk = net.scale_output(net.trunk(net.trunk_input(batch["inputs"])))
     pred = normalize(torch.relu(base + trunk), n_e, dv)
     err = density_loss(pred, label, dv, n_e)
     with torch.no_grad():
@@ -79,6 +79,7 @@ def main() -> None:
     model = yaml.safe_load(open(args.config))["model"]
     if args.input_transform:
         model["input_transform"] = args.input_transform
+    model["output_scale"] = args.output_scale
     config = model_config(model)
     if not config.needs_fine:
         raise SystemExit("error: the probe needs a model whose base reads a fine-mesh array")
@@ -87,11 +88,10 @@ def main() -> None:
     net = build_model(config)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
-    print(f"# {config.describe()}; {args.molecules} molecules, loss {args.loss}, lr {args.lr:g}, "
-          f"output scale {args.output_scale:g}")
+    print(f"# {config.describe()}; {args.molecules} molecules, loss {args.loss}, lr {args.lr:g}")
     start, log = time.time(), []
     for step in range(args.steps):
-        objective, err, prior = step_terms(net, items[step % len(items)], args.output_scale, args.loss)
+        objective, err, prior = step_terms(net, items[step % len(items)], args.loss)
         opt.zero_grad()
         objective.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -105,7 +105,7 @@ def main() -> None:
     if args.validation:
         val = DensityDataset(args.store, "validation", model=config)
         with torch.no_grad():
-            scores = np.array([step_terms(net, batched(val[(i, 0)]), args.output_scale, args.loss)[1:]
+            scores = np.array([step_terms(net, batched(val[(i, 0)]), args.loss)[1:]
                                for i in range(args.validation)])
         e, p = 100 * scores.mean(axis=0)
         print(f"validation ({args.validation} molecules): err {e:.3f}%  prior {p:.3f}%")

@@ -109,9 +109,10 @@ class ModelConfig:
     output_scale: float = 1.0
     """e/Bohr^3 per unit of the trunk's output: the trunk's output times this is what is added to
     the base. 1 (the default, every shipped model) leaves it as it is. Against a fitted prior the
-    residual is ~6e-4 e/Bohr^3 (rms, QM9), while one Adam step moves a fresh trunk's output by
-    far more: unscaled, a qm9-unet trunk could not fit one molecule's residual; scaled by 1e-3 it
-    did (``benchmarks/trunk_residual_probe.py``)."""
+    residual is ~6e-4 e/Bohr^3 (rms, QM9): unscaled, a qm9-unet trunk could not fit one
+    molecule's residual; scaled by 1e-3 it did (``benchmarks/trunk_residual_probe.py``). The
+    likely reason, not measured: Adam's steps are a fixed size per weight, large next to
+    weights that must produce outputs this small."""
 
     def __post_init__(self):
         scale = self.output_scale
