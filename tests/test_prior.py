@@ -82,6 +82,25 @@ def test_prior_fit_beats_the_sad_on_its_molecules(tiny_store):
     assert np.mean(bonded["prior_err"]) < np.mean(fitted["prior_err"])  # more terms, same molecules
 
 
+def test_prior_l1_passes_lower_the_absolute_deviation(tiny_store):
+    """Each reweighted pass starts from coefficients with a smaller L1 residual than the
+    least-squares ones (the metric Err_rho counts), and zero passes is the least-squares fit."""
+    from rhosr.prior import fit_prior
+    from rhosr.store import DatasetStore
+
+    ids = DatasetStore.open(tiny_store).entry_ids("train")
+    options = PriorOptions(("H", "O", "F"), typed=True, bond_positions=(0.5,))
+    l2 = fit_prior(str(tiny_store), ids, options, progress=False)
+    l1 = fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=3)
+    assert len(l2["passes"]) == 1 and len(l1["passes"]) == 4
+    assert l1["options"].coefficients[0] != l2["options"].coefficients[0]
+    start_sad, start_l2, *later = l1["passes"]
+    assert start_l2 < start_sad
+    assert later[-1] < start_l2
+    with pytest.raises(InputError, match="l1 iterations"):
+        fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=-1)
+
+
 def test_prior_base_without_coefficients_is_a_clear_error():
     config = model_config({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1},
                            "base": "fitted_prior"})
@@ -101,9 +120,10 @@ def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, r
                                       "epochs": 1}))
     out = tmp_path / "fitted.yaml"
     code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
-                                "--no-progress")
+                                "--no-progress", "--l1-iterations", "0")
     assert code == 0, err
-    assert "fitted on 2 train molecules" in stdout and "on 1 validation molecules" in stdout
+    assert "fitted on 2 train molecules" in stdout and "least squares" in stdout
+    assert "on 1 validation molecules" in stdout
     fitted = TrainConfig.load(str(out))
     base = fitted.model_config.base
     assert base.name == "fitted_prior" and len(base.options.coefficients) == 3
@@ -116,7 +136,12 @@ def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, r
     code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
                                 "--no-progress")
     assert code == 0, err
-    assert "3 atom kinds, 2 bond kinds" in stdout
+    assert "3 atom kinds, 2 bond kinds" in stdout and "4 L1 passes" in stdout
+    passes = next(line for line in stdout.splitlines() if "at the start of each L1 pass" in line)
+    assert passes.count(" -> ") == 3  # the residual at the start of each of the 4 passes
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                           "--l1-floor", "0")
+    assert code == 2 and "--l1-floor > 0" in err
     base = TrainConfig.load(str(out)).model_config.base.options
     assert base.kinds == ("F1", "H1", "O2") and base.bond_kinds == ("F1-H1", "H1-O2")
 
