@@ -141,7 +141,7 @@ def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, r
     assert passes.count(" -> ") == 3  # the residual at the start of each of the 4 passes
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
                            "--l1-floor", "0")
-    assert code == 2 and "--l1-floor > 0" in err
+    assert code == 2 and "--l1-floor in (0, 1)" in err
     base = TrainConfig.load(str(out)).model_config.base.options
     assert base.kinds == ("F1", "H1", "O2") and base.bond_kinds == ("F1-H1", "H1-O2")
 

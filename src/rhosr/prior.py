@@ -422,8 +422,8 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
     from rhosr.inputs import entry_molecule
     from rhosr.store import DatasetStore
 
-    if l1_iterations < 0 or not l1_floor > 0:
-        raise InputError("fit-prior: l1 iterations must be >= 0 and the floor > 0 e/Bohr^3")
+    if l1_iterations < 0 or not 0 < l1_floor < 1:
+        raise InputError("fit-prior: l1 iterations must be >= 0 and the floor in (0, 1) e/Bohr^3")
     options = options or PriorOptions()
     store = DatasetStore.open(store_path)
     molecules = {i: entry_molecule(store.entry_meta(i)) for i in ids}

@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.config}: the model's base is {base.name}, not fitted_prior "
                          "(set model: base: fitted_prior)")
     args.l1_floor = L1_FLOOR if args.l1_floor is None else args.l1_floor
-    if args.molecules < 1 or args.check < 0 or args.l1_iterations < 0 or not args.l1_floor > 0:
-        raise InputError("--molecules must be >= 1, --check and --l1-iterations >= 0, --l1-floor > 0")
+    if args.molecules < 1 or args.check < 0 or args.l1_iterations < 0 or not 0 < args.l1_floor < 1:
+        raise InputError("--molecules must be >= 1, --check and --l1-iterations >= 0, --l1-floor in (0, 1)")
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; give the path of the YAML file to write")
