@@ -101,6 +101,28 @@ def test_prior_l1_passes_lower_the_absolute_deviation(tiny_store):
         fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=-1)
 
 
+def test_prior_l1_fit_resumes_from_its_checkpoint(tiny_store, tmp_path):
+    """A fit interrupted after some passes, run again, starts after the last saved pass and ends
+    where an uninterrupted fit ends; a checkpoint of other molecules is ignored."""
+    from rhosr.prior import fit_prior
+    from rhosr.store import DatasetStore
+
+    ids = DatasetStore.open(tiny_store).entry_ids("train")
+    options = PriorOptions(("H", "O", "F"), typed=True, bond_positions=(0.5,))
+    straight = fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=2)
+    checkpoint = tmp_path / "fit.npz"
+    first = fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=1, checkpoint=checkpoint)
+    assert first["resumed"] == 0 and checkpoint.exists()
+    resumed = fit_prior(str(tiny_store), ids, options, progress=False, l1_iterations=2, checkpoint=checkpoint)
+    assert resumed["resumed"] == 2
+    np.testing.assert_allclose(resumed["passes"], straight["passes"], rtol=1e-6)
+    np.testing.assert_allclose(resumed["options"].coefficients, straight["options"].coefficients,
+                               rtol=1e-5, atol=1e-9)
+    other = fit_prior(str(tiny_store), ids[:1], options, progress=False, l1_iterations=1,
+                      checkpoint=checkpoint)
+    assert other["resumed"] == 0
+
+
 def test_prior_base_without_coefficients_is_a_clear_error():
     config = model_config({"trunk": {"name": "srresnet", "num_feat": 4, "num_block": 1},
                            "base": "fitted_prior"})
@@ -139,6 +161,7 @@ def test_prior_fit_prior_cli_writes_a_config_that_trains(tiny_store, tmp_path, r
     assert "3 atom kinds, 2 bond kinds" in stdout and "4 L1 passes" in stdout
     passes = next(line for line in stdout.splitlines() if "at the start of each L1 pass" in line)
     assert passes.count(" -> ") == 3  # the residual at the start of each of the 4 passes
+    assert not list(tmp_path.glob("*.partial.npz"))  # the pass checkpoint is gone once OUT is written
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
                            "--l1-floor", "0")
     assert code == 2 and "--l1-floor in (0, 1)" in err

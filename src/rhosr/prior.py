@@ -28,8 +28,8 @@ every term turns with the molecule.
 Everything is linear in the coefficients, so they are fitted in closed form: least squares of
 ``label - SAD`` over every fine-mesh point of the training molecules (:func:`fit_prior`,
 ``rhosr fit-prior``), with a small ridge; then, optionally, a few passes of iteratively
-reweighted least squares towards the least absolute deviation, the metric Err_rho counts (the
-least-squares fit spends its coefficients on the large residuals close to the nuclei).
+reweighted least squares towards the least absolute deviation, the metric Err_rho counts (least
+squares weighs each residual by its size, Err_rho does not).
 
 An atom or bond of a kind the fit never saw (another element, an unusual valence) adds
 nothing; with bond or lobe terms, neither do an atom with a bond of an unseen kind (or to an
@@ -46,12 +46,15 @@ one outer product. This module imports neither PyTorch nor PySCF (the SAD does n
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from rhosr.errors import InputError
 from rhosr.grid import BOHR_ANGSTROM, Grid
+from rhosr.io import atomic_write
 from rhosr.orbital_density import add_periodic_block, periodic_factors
 
 DEFAULT_EXPONENTS: tuple[float, ...] = tuple(0.2 * 2.0**k for k in range(8))
@@ -405,7 +408,8 @@ def _add_site(rho: np.ndarray, site: Site, grid: Grid, which: str, exponents: np
 
 
 def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = None,
-              progress: bool = True, l1_iterations: int = 0, l1_floor: float = L1_FLOOR) -> dict:
+              progress: bool = True, l1_iterations: int = 0, l1_floor: float = L1_FLOOR,
+              checkpoint: str | os.PathLike | None = None) -> dict:
     """Coefficients of ``label - SAD`` over the fine mesh of the store entries ``ids``, for the
     terms ``options`` asks for; the atom and bond kinds are those the molecules have.
 
@@ -413,12 +417,15 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
     then ``l1_iterations`` passes of iteratively reweighted least squares towards the least
     *absolute* deviation, the metric Err_rho counts: each pass weights every mesh point by
     ``1 / max(|residual|, l1_floor)`` (e/Bohr^3) of the previous coefficients. Each pass reads and
-    builds every molecule's design again (one pass costs what the least-squares fit costs).
+    builds every molecule's design again (one pass costs what the least-squares fit costs). With
+    ``checkpoint`` (a ``.npz`` path) the coefficients are saved after every pass, and a fit of
+    the same molecules, terms and floor that finds the file starts after its last pass.
 
     Returns ``{"options": PriorOptions, "sad_err": [...], "prior_err": [...], "passes": [...]}``:
     ``options`` with kinds and coefficients filled in; per molecule, Err_rho (%) of the SAD and
     of the fitted prior (rescaled to N_e); per pass, the mean Err_rho (%, not rescaled) of the
-    coefficients that pass started from (the first pass started from none: the SAD's)."""
+    coefficients that pass started from (the first pass started from none: the SAD's); and
+    ``resumed``, the passes read from ``checkpoint``."""
     from rhosr.inputs import entry_molecule
     from rhosr.store import DatasetStore
 
@@ -432,13 +439,20 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
                  else list(options.elements))
     bond_rows = sorted({s.row for ss in found for s in ss if s.position is not None})
     index = columns(options, atom_rows, bond_rows)
-    coeff, passes = None, []
-    for n_pass in range(l1_iterations + 1):
+    key = repr((list(ids), options.to_dict(), sorted(index.items()), float(l1_floor)))
+    coeff, passes = _read_checkpoint(checkpoint, key)
+    if len(passes) > l1_iterations + 1:  # saved by a fit with more passes: these coefficients went past
+        coeff, passes = None, []
+    resumed = len(passes)
+    for n_pass in range(len(passes), l1_iterations + 1):
         what = "fitting the prior" if n_pass == 0 else f"L1 pass {n_pass}/{l1_iterations}"
         normal, rhs, start_err = _normal_equations(store, ids, molecules, options, index, coeff, l1_floor,
                                                    what, progress)
         coeff = _solve(normal, rhs)
         passes.append(start_err)
+        if checkpoint is not None:
+            with atomic_write(checkpoint, "wb") as fh:
+                np.savez(fh, key=key, coeff=coeff, passes=np.array(passes))
     n_atom = len(atom_rows) * len(options.exponents)
     width = len(options.bond_positions) * len(options.bond_exponents)
     fitted = dataclasses.replace(
@@ -449,7 +463,22 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
         bond_kinds=tuple(bond_rows),
         bond_coefficients=tuple(tuple(r) for r in coeff[n_atom:].reshape(len(bond_rows), width).tolist()))
     sad_err, prior_err = held_out_errors(store_path, ids, fitted)
-    return {"options": fitted, "sad_err": sad_err, "prior_err": prior_err, "passes": passes}
+    return {"options": fitted, "sad_err": sad_err, "prior_err": prior_err, "passes": passes,
+            "resumed": resumed}
+
+
+def _read_checkpoint(path, key: str) -> tuple[np.ndarray | None, list[float]]:
+    """``(coefficients, passes)`` saved by an interrupted fit with the same ``key`` (molecules,
+    terms, columns, floor); ``(None, [])`` without one."""
+    if path is None or not Path(path).exists():
+        return None, []
+    try:
+        with np.load(path) as saved:
+            if str(saved["key"]) != key:
+                return None, []
+            return saved["coeff"], [float(e) for e in saved["passes"]]
+    except (OSError, ValueError, KeyError):  # a damaged file: start again
+        return None, []
 
 
 def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict, coeff, floor: float,
