@@ -54,7 +54,6 @@ import numpy as np
 
 from rhosr.errors import InputError
 from rhosr.grid import BOHR_ANGSTROM, Grid
-from rhosr.io import atomic_write
 from rhosr.orbital_density import add_periodic_block, periodic_factors
 
 DEFAULT_EXPONENTS: tuple[float, ...] = tuple(0.2 * 2.0**k for k in range(8))
@@ -427,6 +426,7 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
     coefficients that pass started from (the first pass started from none: the SAD's); and
     ``resumed``, the passes read from ``checkpoint``."""
     from rhosr.inputs import entry_molecule
+    from rhosr.io import atomic_write  # imports ASE, which the model's import path must not
     from rhosr.store import DatasetStore
 
     if l1_iterations < 0 or not 0 < l1_floor < 1:
