@@ -83,7 +83,9 @@ def main() -> None:
     ap.add_argument("--export", metavar="STORE",
                     help="write benchmarks/data/qm9_box.npz from a store, then stop")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--config", default="paper_qm9", help="a config in src/rhosr/configs (its model)")
+    ap.add_argument("--config", default="paper_qm9",
+                    help="a config in src/rhosr/configs by name, or a YAML file (its model; its inputs "
+                         "must be the SAD alone and its base none or sad_linear)")
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=3)
@@ -95,7 +97,10 @@ def main() -> None:
         export_entry(args.export, DATA)
         return
     model_module = import_model_module()
-    config = yaml.safe_load((SRC / "rhosr" / "configs" / f"{args.config}.yaml").read_text())["model"]
+    config_path = Path(args.config)
+    if not config_path.suffix:
+        config_path = SRC / "rhosr" / "configs" / f"{args.config}.yaml"
+    config = yaml.safe_load(config_path.read_text())["model"]
     device = args.device
     torch.manual_seed(0)
     model = model_module.build_model(config).to(device)
