@@ -55,8 +55,9 @@ def main() -> None:
                       "interpolated coarse SAD.",
         "sad_fine": "base `sad_fine`: the network learns the correction to the SAD on the fine mesh.",
         "fitted_prior": "base `fitted_prior`: the SAD on the fine mesh plus radial corrections per atom "
-                        "kind and terms along bonds, fitted by least squares to training labels "
-                        "(`rhosr fit-prior`); the network learns the correction to that prior.",
+                        "kind and terms along bonds and lobes, fitted to training labels "
+                        "(`rhosr fit-prior`: least squares, then passes towards the least absolute "
+                        "deviation); the network learns the correction to that prior.",
     }.get(base, f"base `{base}`.")
     tiling = ("local: large boxes are tiled exactly." if net.local else
               "not local: large boxes run the trunk's body whole and its local head in tiles (exact)."

@@ -127,3 +127,16 @@ def test_store_entries_are_evaluated_in_the_split_random_order():
     first = [f"qm9_{int(i):06d}" for i in load_split()["test"][:3]]
     ids = sorted(first) + ["water"]
     assert in_split_order(ids, "test") == [*first, "water"]
+
+
+def test_reports_show_the_home_folder_as_tilde_and_shipped_models_by_name(monkeypatch, tmp_path):
+    """A committed or shared report names no one machine's folders."""
+    from rhosr.evaluation import shown_model, shown_path
+    from rhosr.predict import model_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shown_path(tmp_path / "stores" / "qm9") == "~/stores/qm9"
+    assert shown_path(f"{tmp_path}x/a") == f"{tmp_path}x/a"  # a sibling folder is not home
+    assert shown_path("runs/a") == "runs/a"
+    assert shown_model(model_folder("qm9-small")) == "qm9-small (shipped in the package)"
+    assert shown_model(tmp_path / "runs" / "best") == "~/runs/best"

@@ -288,29 +288,35 @@ def test_prior_bond_term_adds_its_electrons_and_unseen_kinds_add_nothing(water):
         PriorOptions(bond_positions=(1.5,))
 
 
+ETHANETHIOL = [(0, 0, 0), (1.53, 0, 0), (2.16, 1.69, 0),  # C0, C1, S2 (Angstrom)
+               (-0.39, 1.0, 0), (-0.39, -0.5, 0.87), (-0.39, -0.5, -0.87),  # H3-H5 on C0
+               (1.92, -0.5, 0.87), (1.92, -0.5, -0.87), (3.49, 1.5, 0)]  # H6, H7 on C1; H8 on S2
+
+
 def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
-    """Methanethiol with a prior fitted on C, H, O and bonds: the S atom, the C bonded to it, the
-    H on S and every bond of those get nothing (the C's C4 terms were fitted for other
-    neighbours); the three methyl hydrogens keep their own atom terms."""
+    """Ethanethiol with a prior fitted on C, H, O and bonds: the S atom, the C bonded to it and
+    every bond of those get nothing (the C's C4 terms were fitted for other neighbours), nor do
+    the hydrogens on that C and on the S (all their neighbours are at their SAD); the methyl
+    carbon and its hydrogens keep their own atom terms."""
     from ase import Atoms
 
     from rhosr.molecule import Molecule
 
-    mol, grid = place_in_box(Molecule(Atoms("CSH4", [(0, 0, 0), (1.82, 0, 0), (-0.36, 1.02, 0),
-                                                     (-0.36, -0.51, 0.89), (-0.36, -0.51, -0.89),
-                                                     (2.1, 1.3, 0)]), name="CH3SH"))
+    mol, grid = place_in_box(Molecule(Atoms("C2SH6", ETHANETHIOL), name="C2H5SH"))
     width = 4
     options = PriorOptions(("H", "C", "O"), typed=True, bond_positions=(0.5,), kinds=("C4", "H1"),
-                           coefficients=[[0.02] * 8, [0.01] * 8], bond_kinds=("C4-H1",),
-                           bond_coefficients=[[0.01] * width])
+                           coefficients=[[0.02] * 8, [0.01] * 8], bond_kinds=("C4-C4", "C4-H1"),
+                           bond_coefficients=[[0.0] * width, [0.0] * width])
     added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
-    three_h = 3 * sum(0.01 * (np.pi / a) ** 1.5 for a in DEFAULT_EXPONENTS)  # their atom terms only
-    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(three_h, rel=1e-4)
+    methyl = sum((0.02 + 3 * 0.01) * (np.pi / a) ** 1.5 for a in DEFAULT_EXPONENTS)  # C0, H3-H5
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(methyl, rel=1e-4)
     with_s = PriorOptions(("H", "C", "S"), typed=True, bond_positions=(0.5,), kinds=("C4", "H1", "S2"),
                           coefficients=[[0.02] * 8, [0.01] * 8, [0.0] * 8],
-                          bond_kinds=("C4-H1", "C4-S2", "H1-S2"), bond_coefficients=[[0.01] * width] * 3)
+                          bond_kinds=("C4-C4", "C4-H1", "C4-S2", "H1-S2"),
+                          bond_coefficients=[[0.0] * width] * 4)
     added = prior_density(mol, grid, "fine", with_s).astype(np.float64) - sad_fine(mol, grid)
-    assert added.sum() * grid.voxel_volume("fine") > three_h  # fitted with S: the C and bonds too
+    every = sum((2 * 0.02 + 6 * 0.01) * (np.pi / a) ** 1.5 for a in DEFAULT_EXPONENTS)
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(every, rel=1e-4)  # fitted with S
 
 
 def test_prior_variants_benchmark_runs_on_a_store(tiny_store, tmp_path):
@@ -369,16 +375,17 @@ def test_prior_lobes_sit_off_the_atoms_and_turn_with_the_molecule():
 
 
 def test_prior_lobes_of_an_atom_bonded_to_an_unfitted_element_are_left_out():
-    """Methanethiol with lobes but no bond terms: the S atom has no terms, and the carbon bonded
-    to it (whose directions the S bond sets) keeps its SAD; the hydrogens keep theirs."""
+    """Ethanethiol with lobes but no bond terms: the S atom has no terms; the carbon bonded to it
+    (whose directions the S bond sets) keeps its SAD, and so do the hydrogens on that carbon and
+    on the sulfur (every neighbour of theirs is at its SAD); the methyl carbon and its hydrogens
+    keep their terms."""
     from ase import Atoms
 
     from rhosr.molecule import Molecule
     from rhosr.prior import kept_sites
 
-    mol = Molecule(Atoms("CSH4", [(0, 0, 0), (1.82, 0, 0), (-0.36, 1.02, 0), (-0.36, -0.51, 0.89),
-                                  (-0.36, -0.51, -0.89), (2.1, 1.3, 0)]), name="CH3SH")
+    mol = Molecule(Atoms("C2SH6", ETHANETHIOL), name="C2H5SH")
     options = PriorOptions(("H", "C", "O"), typed=True, lobe_distances=(0.7,))
     kept = kept_sites(mol, options, ())
-    assert {s.row for s in kept} == {"H1", "H1>b0.7"}
-    assert all(0 not in s.atoms and 1 not in s.atoms and 5 not in s.atoms for s in kept)
+    assert {a for s in kept for a in s.atoms} == {0, 3, 4, 5}
+    assert {s.row for s in kept} == {"C4", "H1", "H1>b0.7"}

@@ -18,8 +18,9 @@ must be a single SAD channel) and
   the trunk must otherwise learn back.
 - ``fitted_prior``: the SAD on the fine mesh plus corrections around atoms (per element, or
   per element and neighbour count with ``typed``) and, with ``bond_positions``, along bonds,
-  fitted by least squares to training labels (:mod:`rhosr.prior`; ``rhosr fit-prior`` fills in
-  the kinds and coefficients of a training config).
+  fitted to training labels by least squares and then towards the least absolute deviation
+  (:mod:`rhosr.prior`; ``rhosr fit-prior`` fills in the kinds and coefficients of a training
+  config).
 """
 
 from __future__ import annotations

@@ -65,6 +65,25 @@ COVALENT_RADII_PYYKKO = {
 }
 
 
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a report shows it: the user's home folder written ``~``, so that a report
+    committed or shared names no one machine's folders."""
+    text, home = str(path), str(Path.home())
+    if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
+        return "~" + text[len(home):]
+    return text
+
+
+def shown_model(folder: Path) -> str:
+    """A model folder as a report shows it: ``NAME (shipped in the package)`` for a shipped model,
+    else its path (see :func:`shown_path`)."""
+    from rhosr.predict import PRETRAINED
+
+    if Path(folder).resolve().parent == PRETRAINED.resolve():
+        return f"{Path(folder).name} (shipped in the package)"
+    return shown_path(folder)
+
 def covalent_radius(symbol: str) -> float:
     """Angstrom; Pyykko-Atsumi up to Kr, ASE's (Cordero et al.) beyond."""
     if symbol in COVALENT_RADII_PYYKKO:
@@ -354,9 +373,9 @@ def evaluate_store(
             )
         )
     context = {
-        "title": f"{folder.name} on {split} of {store_path}",
-        "model": str(folder),
-        "store": str(store_path),
+        "title": f"{folder.name} on {split} of {shown_path(store_path)}",
+        "model": shown_model(folder),
+        "store": shown_path(store_path),
         "split": split,
         "preset": store.meta.get("preset", {}).get("name"),
         "rotations": rotations,

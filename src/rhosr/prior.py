@@ -308,15 +308,25 @@ def kept_sites(mol, options: PriorOptions, bond_rows) -> list[Site]:
     an atom with a bond of a kind outside ``bond_rows`` (the fitted ones) or to an element outside
     ``options.elements``, and every site of its bonds (and its lobes, whose directions that bond
     sets). Its own terms were fitted for other surroundings (a CF3 carbon fitted without any
-    C4-F1 bond). The fit and the prior use the same rule."""
+    C4-F1 bond). So is an atom all of whose bonded neighbours are left at their SAD (the
+    hydrogens of a CH3 on a sulfur: their terms were fitted beside a corrected carbon and its
+    bond terms, and alone they made dimethyl sulfoxide 8 points worse than the plain SAD,
+    ``benchmarks/results/unseen_elements.md``); one step, no cascade. The fit and the prior use
+    the same rule."""
     found = sites(mol, options)
     if not (options.bond_positions or options.lobe_distances or options.bond_pi_distances):
         return found
     bond_rows = set(bond_rows)
+    pairs = bonds(mol)
     strange = {a for site in found if site.position is not None and site.row not in bond_rows
                for a in site.atoms}
-    strange |= {a for i, j in bonds(mol) if not {mol.symbols[i], mol.symbols[j]} <= set(options.elements)
+    strange |= {a for i, j in pairs if not {mol.symbols[i], mol.symbols[j]} <= set(options.elements)
                 for a in (i, j)}
+    neighbours: dict[int, set[int]] = {}
+    for i, j in pairs:
+        neighbours.setdefault(i, set()).add(j)
+        neighbours.setdefault(j, set()).add(i)
+    strange |= {a for a, ns in neighbours.items() if ns <= strange}
     return [site for site in found if not strange.intersection(site.atoms)]
 
 

@@ -98,7 +98,7 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None, model
     import numpy as np
 
     from rhosr.errors import InputError
-    from rhosr.evaluation import base_density, evaluate_pair
+    from rhosr.evaluation import base_density, evaluate_pair, shown_path
     from rhosr.grid import BOHR_ANGSTROM, Grid, check_holds
     from rhosr.io import read_cube, read_density_file
     from rhosr.molecule import Molecule, valence_electrons
@@ -161,7 +161,8 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None, model
                 base=base,
             )
         )
-    context = {"title": f"{pred_dir} vs {ref_dir}", "predictions": str(pred_dir), "references": str(ref_dir)}
+    pred_shown, ref_shown = shown_path(pred_dir), shown_path(ref_dir)
+    context = {"title": f"{pred_shown} vs {ref_shown}", "predictions": pred_shown, "references": ref_shown}
     if net is not None:
         context.update(model=str(model), base=net.config.base.name)
     return results, context
