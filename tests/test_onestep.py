@@ -148,6 +148,28 @@ def test_scf_from_the_model_guess_reaches_the_same_energy(tiny_model_dir, tmp_pa
     assert results["model"]["guess_seconds"] > 0 and results["minao"]["guess_seconds"] == 0
 
 
+def test_model_guess_hands_its_core_hamiltonian_and_overlap_to_the_scf():
+    """The guess computes h and S once; the SCF after it reuses them (same matrices)."""
+    from rhosr.config import get_preset
+    from rhosr.dft.guess import guess_from_density
+    from rhosr.dft.label import make_scf, scf_cell
+
+    placed, grid = place_in_box(read_molecule("qm9:3"), 2, 3.0)
+    preset = get_preset("tiny")
+    mf = make_scf(scf_cell(placed, grid, preset), preset)
+    hcore, overlap = mf.get_hcore(), mf.get_ovlp()
+    built = []
+    for name in ("get_hcore", "get_ovlp"):
+        method = getattr(mf, name)
+        setattr(mf, name, lambda *a, _m=method, _n=name, **k: built.append(_n) or _m(*a, **k))
+    rho = np.full(grid.fine_mesh, placed.n_valence / (grid.voxel_volume("fine") * np.prod(grid.fine_mesh)))
+    dm0 = guess_from_density(mf, rho)
+    assert sorted(built) == ["get_hcore", "get_ovlp"]  # once each, by the guess
+    np.testing.assert_array_equal(mf.get_hcore(placed), hcore)
+    np.testing.assert_array_equal(mf.get_ovlp(), overlap)
+    assert sorted(built) == ["get_hcore", "get_ovlp"] and dm0.shape == hcore.shape
+
+
 def test_density_fit_reproduces_a_density_in_the_auxiliary_basis():
     from rhosr.dft.density_fit import _aux_cell, fit_density
     from rhosr.metrics import err_rho

@@ -29,8 +29,14 @@ def fourier_resample(rho: np.ndarray, mesh) -> np.ndarray:
 def guess_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
     """Initial density matrix for ``mf`` from a fine-mesh density: one diagonalisation of the
     Kohn-Sham matrix of that density on ``mf``'s mesh (no energies: the SCF's first cycle
-    computes the energy of this density matrix anyway)."""
+    computes the energy of this density matrix anyway).
+
+    ``mf`` keeps the core Hamiltonian and overlap matrices this computes, for the SCF that
+    follows (PySCF's kernel would build both again: ~0.1 s of a QM9 molecule's ~7 s SCF)."""
     from rhosr.dft.onestep import diagonalise
 
+    hcore, overlap = mf.get_hcore(), mf.get_ovlp()
+    mf.get_hcore = lambda *args, **kwargs: hcore
+    mf.get_ovlp = lambda *args, **kwargs: overlap
     rho = fourier_resample(rho_fine, mf._numint.mesh)
     return diagonalise(mf, np.clip(rho, 0.0, None))[-1]
