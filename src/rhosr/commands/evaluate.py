@@ -164,5 +164,5 @@ def _evaluate_cubes(pred_dir: str, ref_dir: str, limit: int | None = None, model
     pred_shown, ref_shown = shown_path(pred_dir), shown_path(ref_dir)
     context = {"title": f"{pred_shown} vs {ref_shown}", "predictions": pred_shown, "references": ref_shown}
     if net is not None:
-        context.update(model=str(model), base=net.config.base.name)
+        context.update(model=shown_path(model), base=net.config.base.name)
     return results, context
