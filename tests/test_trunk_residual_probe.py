@@ -44,3 +44,13 @@ def test_output_scale_enters_the_prediction(probe):
     small, large = objectives
     assert small == pytest.approx(1.0, abs=1e-2)
     assert large > 10 * small
+
+
+def test_an_explicit_target_replaces_the_residual(probe):
+    """``--target prior-terms`` hands step_terms its own target: an all-zero trunk still scores 1.0
+    against it, and a trunk equal to it scores 0."""
+    net, batch = _net_and_batch()
+    batch["target"] = 1e-3 * torch.ones_like(batch["fine"])
+    assert float(probe.step_terms(net, batch, "mse")[0]) == pytest.approx(1.0)
+    net.scale_output = lambda out: batch["target"]
+    assert float(probe.step_terms(net, batch, "mse")[0]) == pytest.approx(0.0)
