@@ -65,7 +65,6 @@ COVALENT_RADII_PYYKKO = {
 }
 
 
-
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as a report shows it: the user's home folder written ``~``, so that a report
     committed or shared names no one machine's folders."""
@@ -83,6 +82,7 @@ def shown_model(folder: Path) -> str:
     if Path(folder).resolve().parent == PRETRAINED.resolve():
         return f"{Path(folder).name} (shipped in the package)"
     return shown_path(folder)
+
 
 def covalent_radius(symbol: str) -> float:
     """Angstrom; Pyykko-Atsumi up to Kr, ASE's (Cordero et al.) beyond."""
