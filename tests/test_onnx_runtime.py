@@ -191,3 +191,30 @@ def test_cube_root_inputs_export_and_run_in_onnx_runtime_as_in_pytorch(tmp_path)
     onnx = predict(water, str(tmp_path / "m"), runtime="onnx").density
     torch_density = predict(water, str(tmp_path / "m"), runtime="torch").density
     assert np.abs(onnx - torch_density).max() <= 1e-5 * torch_density.max()
+
+
+def test_pixel_shuffle_exports_as_a_transposed_convolution_to_the_bit(tmp_path):
+    """In an ONNX graph the 3D pixel shuffle is a grouped transposed convolution with 0/1
+    weights (ONNX Runtime's 8-axis transpose is slower); it must give PyTorch's values exactly."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from rhosr.layers import pixel_shuffle_3d
+
+    class Shuffle(torch.nn.Module):
+        def forward(self, x):
+            return pixel_shuffle_3d(x, 2)
+
+    x = torch.randn(1, 3 * 8, 5, 4, 7)
+    path = tmp_path / "shuffle.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Shuffle(), (x,), str(path), input_names=["x"],
+                          dynamic_axes={"x": {2: "X", 3: "Y", 4: "Z"}}, opset_version=17, dynamo=False)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "ConvTranspose" in ops and "Transpose" not in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((5, 4, 7), (6, 3, 2)):
+        x = torch.randn(1, 3 * 8, *shape)
+        np.testing.assert_array_equal(session.run(None, {"x": x.numpy()})[0], Shuffle()(x).numpy())
