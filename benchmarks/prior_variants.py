@@ -7,7 +7,7 @@ neighbours), per element plus one term at each bond's midpoint, per kind plus te
 and 3/4 of each bond (the ``bonded_prior`` of the accuracy ablation), and that with five
 positions, with six bond exponents, or with lone-pair and pi lobes.
 
-    python benchmarks/prior_variants.py --store STORE [--train 100] [--validation 100]
+    python benchmarks/prior_variants.py --store STORE [--train 100] [--validation 100] [--l1-iterations N]
 
 Training and validation molecules: the first of ``benchmarks/ablation/``'s lists.
 """
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     ap.add_argument("--only", nargs="*", default=None, choices=list(VARIANTS))
     ap.add_argument("--ids", type=Path, default=HERE / "ablation",
                     help="folder with train_ids.json and validation_ids.json (default: the ablation's)")
+    ap.add_argument("--l1-iterations", type=int, default=0,
+                    help="least-absolute-deviation passes after the least-squares fit (rhosr fit-prior's)")
     ap.add_argument("--md", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     from rhosr.prior import PriorOptions, fit_prior, held_out_errors
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     rows = []
     for name in args.only or VARIANTS:
         t0 = time.perf_counter()
-        fitted = fit_prior(args.store, train, PriorOptions(**VARIANTS[name]), progress=False)
+        fitted = fit_prior(args.store, train, PriorOptions(**VARIANTS[name]), progress=False,
+                           l1_iterations=args.l1_iterations)
         options = fitted["options"]
         sad, prior = held_out_errors(args.store, val, options)
         n = len(options.exponents) * len(options.atom_rows) + sum(map(len, options.bond_coefficients))
@@ -61,13 +64,14 @@ def main(argv: list[str] | None = None) -> list[tuple]:
                      sum(p < s for p, s in zip(prior, sad))))
         print(f"{name}: {n} coefficients, validation prior {rows[-1][4]:.2f}% "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    l1_flag = f" --l1-iterations {args.l1_iterations}" if args.l1_iterations else ""
     lines = [
         "# Fitted prior variants",
         "",
         f"Command: `python benchmarks/prior_variants.py --store STORE --train {args.train} --validation "
-        f"{args.validation}`; a `fast` QM9 store; fitted on the first {len(train)} training molecules of "
-        f"`benchmarks/ablation/train_ids.json`, Err_rho (rescaled to N_e) on the first {len(val)} "
-        "validation molecules of `benchmarks/ablation/validation_ids.json`.",
+        f"{args.validation}{l1_flag}`; a `fast` QM9 store; fitted on the first {len(train)} training "
+        f"molecules of `benchmarks/ablation/train_ids.json`, Err_rho (rescaled to N_e) on the first "
+        f"{len(val)} validation molecules of `benchmarks/ablation/validation_ids.json`.",
         "",
         "| prior | coefficients | training Err_rho | validation: SAD | validation: prior | worst "
         "| better than the SAD |",
