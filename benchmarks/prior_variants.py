@@ -5,7 +5,7 @@ training molecules (``rhosr.prior.fit_prior``, the code ``rhosr fit-prior`` runs
 Variants: per-element radial terms (the default), per atom kind (``typed``: element and bonded
 neighbours), per element plus one term at each bond's midpoint, per kind plus terms at 1/4, 1/2
 and 3/4 of each bond (the ``bonded_prior`` of the accuracy ablation), and that with five
-positions, with six bond exponents, or with lone-pair and pi lobes.
+positions, with six bond exponents, or with lone-pair and pi lobes (with 3, 5 or 7 positions).
 
     python benchmarks/prior_variants.py --store STORE [--train 100] [--validation 100] [--l1-iterations N]
 
@@ -32,6 +32,10 @@ VARIANTS = {
     "typed + 3 bond positions, 6 bond exponents": {"typed": True, "bond_positions": (0.25, 0.5, 0.75),
                                                    "bond_exponents": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)},
     "typed + 3 bond positions + lobes": {"typed": True, "bond_positions": (0.25, 0.5, 0.75),
+                                         "lobe_distances": (0.7, 1.4), "bond_pi_distances": (0.8,)},
+    "typed + 5 bond positions + lobes": {"typed": True, "bond_positions": (1 / 6, 1 / 3, 0.5, 2 / 3, 5 / 6),
+                                         "lobe_distances": (0.7, 1.4), "bond_pi_distances": (0.8,)},
+    "typed + 7 bond positions + lobes": {"typed": True, "bond_positions": tuple(k / 8 for k in range(1, 8)),
                                          "lobe_distances": (0.7, 1.4), "bond_pi_distances": (0.8,)},
 }
 
