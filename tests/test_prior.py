@@ -389,3 +389,34 @@ def test_prior_lobes_of_an_atom_bonded_to_an_unfitted_element_are_left_out():
     kept = kept_sites(mol, options, ())
     assert {a for s in kept for a in s.atoms} == {0, 3, 4, 5}
     assert {s.row for s in kept} == {"C4", "H1", "H1>b0.7"}
+
+
+def test_prior_normal_equations_are_float64_sums(tiny_store, monkeypatch):
+    """The normal equations are the float64 products of the design (in chunks of mesh points):
+    with terms close together along a bond the columns are nearly dependent, and float32
+    products spoiled the fit. Chunked or not, the sums agree to float64 rounding."""
+    import rhosr.prior as prior_module
+    from rhosr.inputs import entry_molecule
+    from rhosr.store import DatasetStore
+
+    store = DatasetStore.open(tiny_store)
+    ids = store.entry_ids("train")[:1]
+    options = PriorOptions(("H", "O", "F"), typed=True, bond_positions=(0.25, 0.5, 0.75))
+    molecules = {i: entry_molecule(store.entry_meta(i)) for i in ids}
+    found = [s for m in molecules.values() for s in sites(m, options)]
+    atom_rows = sorted({s.row for s in found if s.position is None})
+    bond_rows = sorted({s.row for s in found if s.position is not None})
+    index = prior_module.columns(options, atom_rows, bond_rows)
+    args = (store, ids, molecules, options, index, None, 1e-5, "", False)
+    whole, rhs, _ = prior_module._normal_equations(*args)
+    monkeypatch.setattr(prior_module, "NORMAL_CHUNK", 1000)
+    chunked, rhs_chunked, _ = prior_module._normal_equations(*args)
+    entry = store.read_entry(ids[0], ("label",))
+    grid = prior_module.Grid.from_dict(entry.meta["grid"])
+    cols, channels = prior_module.design(molecules[ids[0]], grid, "fine", options, index)
+    d = channels.reshape(len(cols), -1).astype(np.float64)
+    assert whole.dtype == np.float64
+    gram = d @ d.T
+    np.testing.assert_allclose(whole[np.ix_(cols, cols)], gram, rtol=1e-12, atol=1e-12 * np.abs(gram).max())
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-12 * np.abs(whole).max())
+    np.testing.assert_allclose(rhs_chunked, rhs, rtol=1e-10, atol=1e-12 * np.abs(rhs).max())

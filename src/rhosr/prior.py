@@ -491,6 +491,13 @@ def _read_checkpoint(path, key: str) -> tuple[np.ndarray | None, list[float]]:
         return None, []
 
 
+NORMAL_CHUNK = 1 << 16
+"""Mesh points per float64 block of :func:`_normal_equations` (~0.5 MB a column). The products
+are float64: with terms close together along a bond (7 positions) the columns are nearly
+dependent, and normal equations summed from float32 products gave a fit 3x worse on its own
+molecules than the float64 ones (``benchmarks/results/prior_variants_positions.md``)."""
+
+
 def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict, coeff, floor: float,
                       what: str, progress: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """``(D W D^T, D W r, mean Err_rho %)`` summed over the molecules, ``r = label - SAD`` on the
@@ -508,13 +515,19 @@ def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict,
         cols, channels = design(mol, grid, "fine", options, index)
         d = channels.reshape(len(cols), -1)
         del channels
-        residual = (np.asarray(entry.label, np.float64) - sad_fine(mol, grid)).ravel().astype(np.float32)
-        left = residual if coeff is None else residual - coeff[cols].astype(np.float32) @ d
+        residual = (np.asarray(entry.label, np.float64) - sad_fine(mol, grid)).ravel()
+        left = residual if coeff is None else residual - coeff[cols] @ d
         errs.append(100 * float(np.abs(left).sum()) * grid.voxel_volume("fine") / mol.n_valence)
-        weighted = d if coeff is None else d / np.maximum(np.abs(left), np.float32(floor))
-        normal[np.ix_(cols, cols)] += (weighted @ d.T).astype(np.float64)
-        rhs[cols] += (weighted @ residual).astype(np.float64)
-        del d, weighted, left
+        weights = None if coeff is None else 1.0 / np.maximum(np.abs(left), floor)
+        block_normal, block_rhs = np.zeros((len(cols), len(cols))), np.zeros(len(cols))
+        for start in range(0, d.shape[1], NORMAL_CHUNK):  # float64 products, a chunk of points at a time
+            block = d[:, start:start + NORMAL_CHUNK].astype(np.float64)
+            weighted = block if weights is None else block * weights[start:start + NORMAL_CHUNK]
+            block_normal += weighted @ block.T
+            block_rhs += weighted @ residual[start:start + NORMAL_CHUNK]
+        normal[np.ix_(cols, cols)] += block_normal
+        rhs[cols] += block_rhs
+        del d, left, weights
     return normal, rhs, float(np.mean(errs)) if errs else 0.0
 
 
