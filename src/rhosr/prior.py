@@ -516,7 +516,8 @@ def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict,
         d = channels.reshape(len(cols), -1)
         del channels
         residual = (np.asarray(entry.label, np.float64) - sad_fine(mol, grid)).ravel()
-        left = residual if coeff is None else residual - coeff[cols] @ d
+        # the fit's prediction in float32, as the design is (a float64 product would copy d)
+        left = residual if coeff is None else residual - coeff[cols].astype(np.float32) @ d
         errs.append(100 * float(np.abs(left).sum()) * grid.voxel_volume("fine") / mol.n_valence)
         weights = None if coeff is None else 1.0 / np.maximum(np.abs(left), floor)
         block_normal, block_rhs = np.zeros((len(cols), len(cols))), np.zeros(len(cols))
