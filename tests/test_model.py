@@ -76,7 +76,9 @@ def _fingerprint(t) -> float:
 @pytest.mark.slow
 def test_model_paper_outputs_unchanged():
     """The paper's SRResNet, seeded, on a seeded input: pinned from the code before the model
-    became a composition (2026-12-03, torch 2.13.0+cpu); the composition must not move it."""
+    became a composition (2026-12-03, torch 2.13.0+cpu); the composition must not move it. The
+    tolerance is float32 convolution rounding across CPUs (another machine of the same kind gave
+    a fingerprint 4e-6 relative away); a change of the network moves it by far more."""
     g = torch.Generator().manual_seed(0)
     torch.rand(1, 1, 10, 11, 12, generator=g)  # the input of the shipped-model check below
     torch.manual_seed(1)
@@ -85,8 +87,8 @@ def test_model_paper_outputs_unchanged():
         for p in paper.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=g))
         out = paper(torch.rand(1, 1, 8, 9, 10, generator=g), torch.tensor([8.0]), torch.tensor([0.01]))
-    assert _fingerprint(out) == pytest.approx(-15.48621242084066, rel=1e-6)
-    assert float(out.max()) == pytest.approx(1.040812373161316, rel=1e-6)
+    assert _fingerprint(out) == pytest.approx(-15.48621242084066, rel=2e-5)
+    assert float(out.max()) == pytest.approx(1.040812373161316, rel=2e-5)
 
 
 def test_model_shipped_outputs_unchanged():

@@ -420,3 +420,119 @@ def test_prior_normal_equations_are_float64_sums(tiny_store, monkeypatch):
     np.testing.assert_allclose(whole[np.ix_(cols, cols)], gram, rtol=1e-12, atol=1e-12 * np.abs(gram).max())
     np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-12 * np.abs(whole).max())
     np.testing.assert_allclose(rhs_chunked, rhs, rtol=1e-10, atol=1e-12 * np.abs(rhs).max())
+
+
+def test_prior_ridge_shrinks_nearly_collinear_coefficients():
+    """Two nearly equal columns whose tiny difference the target follows: least squares gives
+    them large coefficients of opposite signs, which blow up on held-out data where the two
+    columns differ otherwise (another molecule's bond); a ridge relative to each column's own
+    weight gives small ones, a well-determined column barely moves, and one nothing touches
+    keeps zero."""
+    from rhosr.prior import solve_normal
+
+    rng = np.random.default_rng(0)
+
+    def columns(n=2000):
+        a = rng.normal(size=n)
+        return np.stack([a, a + 1e-3 * rng.normal(size=n), np.zeros(n), rng.normal(size=n)])
+
+    d, held_out = columns(), columns()
+    target = d[0] + 0.05 * (d[1] - d[0]) / 1e-3 + 0.01 * d[3]
+    normal, rhs = d @ d.T, d @ target
+    plain = solve_normal(normal, rhs)
+    ridged = solve_normal(normal, rhs, ridge=1e-2)
+    assert np.abs(plain[:2]).max() > 20 and np.abs(ridged[:2]).max() < 1
+    assert plain[2] == 0 and ridged[2] == 0
+    assert abs(ridged[3] - 0.01) < 2e-3
+    expected = held_out[0] + 0.01 * held_out[3]  # what the columns themselves carry
+    misfit = [np.abs(c @ held_out - expected).mean() for c in (plain, ridged)]
+    assert misfit[1] < misfit[0] / 5
+
+
+def test_prior_smoothness_penalty_ties_neighbouring_positions():
+    """The smoothness penalty pulls the coefficients of neighbouring positions together (and
+    only those it names): two nearly collinear columns fitted to a target that follows their
+    difference get nearly equal coefficients; the pair's sum still fits the common part."""
+    from rhosr.prior import solve_normal
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=2000)
+    d = np.stack([a, a + 1e-3 * rng.normal(size=2000), rng.normal(size=2000)])
+    target = d[0] + 0.05 * (d[1] - d[0]) / 1e-3 + 0.3 * d[2]
+    normal, rhs = d @ d.T, d @ target
+    plain = solve_normal(normal, rhs)
+    tied = solve_normal(normal, rhs, smooth=1e-2, neighbours=[(0, 1)])
+    assert abs(plain[0] - plain[1]) > 40 and abs(tied[0] - tied[1]) < 0.5
+    assert abs(tied[0] + tied[1] - 1) < 0.05 and abs(tied[2] - 0.3) < 0.01
+    np.testing.assert_allclose(solve_normal(normal, rhs, smooth=1e-2, neighbours=[]), plain)
+
+
+def test_prior_fit_with_a_ridge_has_smaller_coefficients(tiny_store, tmp_path):
+    from rhosr.prior import fit_prior
+    from rhosr.store import DatasetStore
+
+    ids = DatasetStore.open(tiny_store).entry_ids("train")
+    options = PriorOptions(("H", "O", "F"), typed=True, bond_positions=(0.25, 0.5, 0.75))
+    plain = fit_prior(str(tiny_store), ids, options, progress=False)["options"]
+    checkpoint = tmp_path / "fit.npz"
+    ridged = fit_prior(str(tiny_store), ids, options, progress=False, ridge=0.1, checkpoint=checkpoint)
+    size = [np.abs(np.concatenate([np.ravel(o.coefficients), np.ravel(o.bond_coefficients)])).sum()
+            for o in (plain, ridged["options"])]
+    assert size[1] < size[0]
+    # a checkpoint of another ridge is not resumed
+    again = fit_prior(str(tiny_store), ids, options, progress=False, ridge=0.2, checkpoint=checkpoint)
+    assert again["resumed"] == 0
+    smooth = fit_prior(str(tiny_store), ids, options, progress=False, smooth=1.0)["options"]
+    # bond rows are positions x exponents: the steps along the bond shrink
+    steps = [np.abs(np.diff(np.reshape(o.bond_coefficients, (-1, 3, 4)), axis=1)).sum()
+             for o in (plain, smooth)]
+    assert steps[1] < steps[0]
+    with pytest.raises(InputError, match="ridge"):
+        fit_prior(str(tiny_store), ids, options, progress=False, ridge=-1.0)
+
+
+def test_prior_fit_prior_cli_ridge_and_tail(tiny_store, tmp_path, run_cli):
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": PRIOR_MODEL, "epochs": 1}))
+    out = tmp_path / "fitted.yaml"
+    code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                                "--no-progress", "--l1-iterations", "0", "--ridge", "0.01")
+    assert code == 0, err
+    assert "least squares; ridge 0.01" in stdout
+    check = next(line for line in stdout.splitlines() if "validation molecules" in line)
+    assert "(median), worst" in check and "worse than their SAD:" in check
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                           "--ridge", "-1")
+    assert code == 2 and "--ridge and --smooth >= 0" in err
+    code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                                "--no-progress", "--l1-iterations", "0", "--smooth", "0.1")
+    assert code == 0 and "smoothness 0.1" in stdout, err
+
+
+def test_prior_ridge_benchmark_runs_on_a_store(tiny_store, tmp_path):
+    module = benchmark_module("prior_ridge")
+    config = tmp_path / "prior.yaml"
+    bonded = {**PRIOR_MODEL, "base": {**PRIOR_MODEL["base"], "typed": True, "bond_positions": [0.25, 0.75]}}
+    config.write_text(yaml.safe_dump({"model": bonded, "epochs": 1}))
+    system = tmp_path / "system.npz"
+    args = ["--store", str(tiny_store), "--config", str(config), "--train", "2", "--validation", "1",
+            "--test", "1", "--ridges", "0", "0.1", "--system", str(system), "--md", str(tmp_path / "r.md")]
+    module.main(args)
+    text = (tmp_path / "r.md").read_text()
+    assert "| 0 |" in text and "| 0.1 |" in text and "validation (1): mean" in text
+    assert system.exists()
+    module.main(args)  # the second run reads the normal equations
+    assert (tmp_path / "r.md").read_text() == text
+
+
+def test_prior_heldout_benchmark_scores_a_fitted_config(tiny_store, tmp_path, run_cli):
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": PRIOR_MODEL, "epochs": 1}))
+    fitted = tmp_path / "fitted.yaml"
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", fitted,
+                           "--no-progress", "--l1-iterations", "0")
+    assert code == 0, err
+    out = benchmark_module("prior_heldout").main(["--store", str(tiny_store), "--config", str(fitted),
+                                                   "--split", "validation", "--md", str(tmp_path / "h.md")])
+    assert len(out["ids"]) == 1 and out["prior"][0] < out["sad"][0]
+    assert "| 1 |" in (tmp_path / "h.md").read_text()

@@ -27,7 +27,8 @@ every term turns with the molecule.
 
 Everything is linear in the coefficients, so they are fitted in closed form: least squares of
 ``label - SAD`` over every fine-mesh point of the training molecules (:func:`fit_prior`,
-``rhosr fit-prior``), with a small ridge; then, optionally, a few passes of iteratively
+``rhosr fit-prior``), optionally penalised (a ridge, or a smoothness penalty along bonds:
+:func:`solve_normal`); then, optionally, a few passes of iteratively
 reweighted least squares towards the least absolute deviation, the metric Err_rho counts (least
 squares weighs each residual by its size, Err_rho does not).
 
@@ -350,18 +351,24 @@ def design(mol, grid: Grid, which: str, options: PriorOptions, index: dict) -> t
     """The fitting design of one placed molecule: the column indices it touches (``index``
     from :func:`columns`) and their channels ``(n, X, Y, Z)`` float32 (dimensionless sums of
     Gaussians); sites of kinds outside ``index`` are left out."""
-    channels: dict[int, np.ndarray] = {}
     bond_rows = {row for row, p, _ in index if p is not None}
-    for site in kept_sites(mol, options, bond_rows):
+    found = kept_sites(mol, options, bond_rows)
+
+    def n_terms(site: Site) -> int:
+        return len(options.exponents if site.position is None else options.bond_exponents)
+
+    # the columns first, so the design is one array filled in place (not a copy of per-column
+    # arrays: at ~400 columns of ~10^6 points, allocating and copying 2 GB twice cost more than
+    # the Gaussians)
+    cols = sorted({col for site in found for k in range(n_terms(site))
+                   if (col := index.get((site.row, site.position, k))) is not None})
+    slot = {col: n for n, col in enumerate(cols)}
+    stacked = np.zeros((len(cols), *grid.mesh(which)), dtype=np.float32)
+    for site in found:
         for k, windows, block in _blocks(site, grid, which, options):
             col = index.get((site.row, site.position, k))
-            if col is None:
-                continue
-            if col not in channels:
-                channels[col] = np.zeros(grid.mesh(which), dtype=np.float32)
-            add_periodic_block(channels[col], windows, block)
-    cols = sorted(channels)
-    stacked = np.stack([channels[c] for c in cols]) if cols else np.zeros((0, *grid.mesh(which)), np.float32)
+            if col is not None:
+                add_periodic_block(stacked[slot[col]], windows, block)
     return cols, stacked
 
 
@@ -418,60 +425,48 @@ def _add_site(rho: np.ndarray, site: Site, grid: Grid, which: str, exponents: np
 
 def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = None,
               progress: bool = True, l1_iterations: int = 0, l1_floor: float = L1_FLOOR,
-              checkpoint: str | os.PathLike | None = None) -> dict:
+              checkpoint: str | os.PathLike | None = None, ridge: float = 0.0, smooth: float = 0.0) -> dict:
     """Coefficients of ``label - SAD`` over the fine mesh of the store entries ``ids``, for the
     terms ``options`` asks for; the atom and bond kinds are those the molecules have.
 
-    First the least-squares fit (closed form, a ridge of :data:`RIDGE` times the mean diagonal),
-    then ``l1_iterations`` passes of iteratively reweighted least squares towards the least
-    *absolute* deviation, the metric Err_rho counts: each pass weights every mesh point by
-    ``1 / max(|residual|, l1_floor)`` (e/Bohr^3) of the previous coefficients. Each pass reads and
+    First the least-squares fit (closed form, with the penalties ``ridge`` and ``smooth`` of
+    :func:`solve_normal`), then ``l1_iterations`` passes of
+    iteratively reweighted least squares towards the least *absolute* deviation, the metric
+    Err_rho counts: each pass weights every mesh point by ``1 / max(|residual|, l1_floor)``
+    (e/Bohr^3) of the previous coefficients. Each pass reads and
     builds every molecule's design again (one pass costs what the least-squares fit costs). With
     ``checkpoint`` (a ``.npz`` path) the coefficients are saved after every pass, and a fit of
-    the same molecules, terms and floor that finds the file starts after its last pass.
+    the same molecules, terms, floor and penalties that finds the file starts after its last pass.
 
     Returns ``{"options": PriorOptions, "sad_err": [...], "prior_err": [...], "passes": [...]}``:
     ``options`` with kinds and coefficients filled in; per molecule, Err_rho (%) of the SAD and
     of the fitted prior (rescaled to N_e); per pass, the mean Err_rho (%, not rescaled) of the
     coefficients that pass started from (the first pass started from none: the SAD's); and
     ``resumed``, the passes read from ``checkpoint``."""
-    from rhosr.inputs import entry_molecule
     from rhosr.io import atomic_write  # imports ASE, which the model's import path must not
-    from rhosr.store import DatasetStore
 
     if l1_iterations < 0 or not 0 < l1_floor < 1:
         raise InputError("fit-prior: l1 iterations must be >= 0 and the floor in (0, 1) e/Bohr^3")
+    if not (0 <= ridge < 1e6 and 0 <= smooth < 1e6):
+        raise InputError("fit-prior: the ridge and the smoothness penalty must be numbers >= 0 (relative "
+                         "to each term's own weight)")
     options = options or PriorOptions()
-    store = DatasetStore.open(store_path)
-    molecules = {i: entry_molecule(store.entry_meta(i)) for i in ids}
-    found = [sites(m, options) for m in molecules.values()]
-    atom_rows = (sorted({s.row for ss in found for s in ss if s.position is None}) if options.typed
-                 else list(options.elements))
-    bond_rows = sorted({s.row for ss in found for s in ss if s.position is not None})
-    index = columns(options, atom_rows, bond_rows)
-    key = repr((list(ids), options.to_dict(), sorted(index.items()), float(l1_floor)))
+    system = PriorSystem.of(store_path, ids, options)
+    key = repr((list(ids), options.to_dict(), sorted(system.index.items()), float(l1_floor), float(ridge),
+                float(smooth)))
     coeff, passes = _read_checkpoint(checkpoint, key)
     if len(passes) > l1_iterations + 1:  # saved by a fit with more passes: these coefficients went past
         coeff, passes = None, []
     resumed = len(passes)
     for n_pass in range(len(passes), l1_iterations + 1):
         what = "fitting the prior" if n_pass == 0 else f"L1 pass {n_pass}/{l1_iterations}"
-        normal, rhs, start_err = _normal_equations(store, ids, molecules, options, index, coeff, l1_floor,
-                                                   what, progress)
-        coeff = _solve(normal, rhs)
+        normal, rhs, start_err = system.normal_equations(coeff, l1_floor, what, progress)
+        coeff = solve_normal(normal, rhs, ridge, smooth, system.neighbour_pairs())
         passes.append(start_err)
         if checkpoint is not None:
             with atomic_write(checkpoint, "wb") as fh:
                 np.savez(fh, key=key, coeff=coeff, passes=np.array(passes))
-    n_atom = len(atom_rows) * len(options.exponents)
-    width = len(options.bond_positions) * len(options.bond_exponents)
-    fitted = dataclasses.replace(
-        options,
-        kinds=tuple(atom_rows) if options.typed else (),
-        coefficients=tuple(tuple(r) for r in coeff[:n_atom].reshape(len(atom_rows), len(options.exponents))
-                           .tolist()),
-        bond_kinds=tuple(bond_rows),
-        bond_coefficients=tuple(tuple(r) for r in coeff[n_atom:].reshape(len(bond_rows), width).tolist()))
+    fitted = system.fitted(coeff)
     sad_err, prior_err = held_out_errors(store_path, ids, fitted)
     return {"options": fitted, "sad_err": sad_err, "prior_err": prior_err, "passes": passes,
             "resumed": resumed}
@@ -498,6 +493,65 @@ dependent, and normal equations summed from float32 products gave a fit 3x worse
 molecules than the float64 ones (``benchmarks/results/prior_variants_positions.md``)."""
 
 
+@dataclass(frozen=True)
+class PriorSystem:
+    """The unknowns of a fit: the molecules (store entry id -> placed molecule), the atom and
+    bond kinds they have (rows) and the column of each term (:func:`columns`)."""
+
+    store_path: str
+    molecules: dict
+    options: PriorOptions
+    atom_rows: tuple[str, ...]
+    bond_rows: tuple[str, ...]
+    index: dict
+
+    @classmethod
+    def of(cls, store_path: str, ids: list[str], options: PriorOptions) -> PriorSystem:
+        from rhosr.inputs import entry_molecule
+        from rhosr.store import DatasetStore
+
+        store = DatasetStore.open(store_path)
+        molecules = {i: entry_molecule(store.entry_meta(i)) for i in ids}
+        found = [sites(m, options) for m in molecules.values()]
+        atom_rows = (sorted({s.row for ss in found for s in ss if s.position is None}) if options.typed
+                     else list(options.elements))
+        bond_rows = sorted({s.row for ss in found for s in ss if s.position is not None})
+        return cls(store_path, molecules, options, tuple(atom_rows), tuple(bond_rows),
+                   columns(options, atom_rows, bond_rows))
+
+    def normal_equations(self, coeff: np.ndarray | None = None, floor: float = L1_FLOOR,
+                         what: str = "fitting the prior", progress: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(D W D^T, D W r, mean Err_rho %)`` summed over the molecules (see
+        :func:`_normal_equations`)."""
+        from rhosr.store import DatasetStore
+
+        store = DatasetStore.open(self.store_path)
+        return _normal_equations(store, list(self.molecules), self.molecules, self.options, self.index,
+                                 coeff, floor, what, progress)
+
+    def neighbour_pairs(self) -> list[tuple[int, int]]:
+        """Column pairs ``(i, j)``: the same bond kind and exponent at neighbouring positions
+        (what the smoothness penalty of :func:`solve_normal` ties together)."""
+        n_positions, n_exponents = len(self.options.bond_positions), len(self.options.bond_exponents)
+        return [(self.index[(row, p, k)], self.index[(row, p + 1, k)]) for row in self.bond_rows
+                for p in range(n_positions - 1) for k in range(n_exponents)]
+
+    def fitted(self, coeff: np.ndarray) -> PriorOptions:
+        """``options`` with the kinds and the coefficients ``coeff`` (in column order) filled in."""
+        options = self.options
+        n_atom = len(self.atom_rows) * len(options.exponents)
+        width = len(options.bond_positions) * len(options.bond_exponents)
+        return dataclasses.replace(
+            options,
+            kinds=self.atom_rows if options.typed else (),
+            coefficients=tuple(tuple(r) for r in coeff[:n_atom].reshape(len(self.atom_rows),
+                                                                        len(options.exponents)).tolist()),
+            bond_kinds=self.bond_rows,
+            bond_coefficients=tuple(tuple(r) for r in coeff[n_atom:].reshape(len(self.bond_rows), width)
+                                    .tolist()))
+
+
 def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict, coeff, floor: float,
                       what: str, progress: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """``(D W D^T, D W r, mean Err_rho %)`` summed over the molecules, ``r = label - SAD`` on the
@@ -521,25 +575,57 @@ def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict,
         errs.append(100 * float(np.abs(left).sum()) * grid.voxel_volume("fine") / mol.n_valence)
         weights = None if coeff is None else 1.0 / np.maximum(np.abs(left), floor)
         block_normal, block_rhs = np.zeros((len(cols), len(cols))), np.zeros(len(cols))
-        for start in range(0, d.shape[1], NORMAL_CHUNK):  # float64 products, a chunk of points at a time
-            block = d[:, start:start + NORMAL_CHUNK].astype(np.float64)
-            weighted = block if weights is None else block * weights[start:start + NORMAL_CHUNK]
+        # float64 products, a chunk of points at a time, in buffers allocated once per molecule
+        # (a fresh ~100 MB array per chunk spent most of the time in the kernel's page faults)
+        chunk = min(NORMAL_CHUNK, d.shape[1])
+        buffer = np.empty((len(cols), chunk))
+        weighted_buffer = None if weights is None else np.empty_like(buffer)
+        for start in range(0, d.shape[1], chunk):
+            width = min(chunk, d.shape[1] - start)
+            block = buffer[:, :width]
+            block[...] = d[:, start:start + width]
+            weighted = block
+            if weighted_buffer is not None:
+                weighted = weighted_buffer[:, :width]
+                np.multiply(block, weights[start:start + width], out=weighted)
             block_normal += weighted @ block.T
-            block_rhs += weighted @ residual[start:start + NORMAL_CHUNK]
+            block_rhs += weighted @ residual[start:start + width]
         normal[np.ix_(cols, cols)] += block_normal
         rhs[cols] += block_rhs
         del d, left, weights
     return normal, rhs, float(np.mean(errs)) if errs else 0.0
 
 
-def _solve(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """The ridge solution; a column no molecule touches (a kind, or a mirrored position, no
-    molecule has) keeps zero."""
+def solve_normal(normal: np.ndarray, rhs: np.ndarray, ridge: float = 0.0, smooth: float = 0.0,
+                 neighbours: list[tuple[int, int]] = ()) -> np.ndarray:
+    """The coefficients of the normal equations ``normal c = rhs`` with two penalties added,
+    each relative to the weight its terms have in the fit, so the same numbers mean the same for
+    a sharp atom term and a wide bond term, and for the least-squares and the reweighted passes:
+    ``ridge`` times each column's own diagonal entry (``ridge * d_i c_i^2``), and ``smooth``
+    times ``sqrt(d_i d_j) (c_i - c_j)^2`` for each pair ``(i, j)`` of ``neighbours`` (the same
+    bond term at neighbouring positions along its bond, :meth:`PriorSystem.neighbour_pairs`);
+    plus :data:`RIDGE` times the mean diagonal against exact singularity. A column no molecule
+    touches (a kind, or a mirrored position, no molecule has) keeps zero.
+
+    Why: terms a fraction of a bond apart are nearly collinear, and least squares gives them large
+    coefficients of alternating signs that cancel on the bond lengths and angles of the training
+    molecules but not on every other molecule's (``benchmarks/prior_ridge.py`` measures it). The ridge
+    shrinks every coefficient; the smoothness penalty only the alternation along a bond."""
     coeff = np.zeros(len(rhs))
-    used = np.diag(normal) > 0
+    diag = np.diag(normal).copy()
+    used = diag > 0
     if used.any():
-        sub = normal[np.ix_(used, used)]
-        sub = sub + RIDGE * np.mean(np.diag(sub)) * np.eye(len(sub))
+        penalised = np.array(normal, dtype=np.float64)
+        penalised[np.diag_indices_from(penalised)] += ridge * diag
+        for i, j in neighbours:
+            if used[i] and used[j]:
+                w = smooth * np.sqrt(diag[i] * diag[j])
+                penalised[i, i] += w
+                penalised[j, j] += w
+                penalised[i, j] -= w
+                penalised[j, i] -= w
+        sub = penalised[np.ix_(used, used)]
+        sub = sub + RIDGE * np.mean(diag[used]) * np.eye(len(sub))
         coeff[used] = np.linalg.solve(sub, rhs[used])
     return coeff
 

@@ -16,10 +16,17 @@ prior (rescaled to N_e) on the fitted molecules and on validation molecules it d
 
 The least-squares fit is followed by --l1-iterations passes of iteratively reweighted least
 squares towards the least absolute deviation, the metric Err_rho counts (on QM9 it lowers the
-prior's validation Err_rho, see the README); each pass costs what the first fit costs (300 QM9
-molecules, the typed terms with bonds and lobes, 5 passes and the check: about 70 minutes on 2
-threads). After each pass the coefficients are saved beside OUT (OUT.partial.npz); the same
-command run again after an interruption resumes after the last saved pass."""
+prior's validation Err_rho, see the README); each pass costs about what the first fit costs
+(200 QM9 molecules, typed terms with 7 bond positions and lobes, 2 threads: 17 minutes for the
+least-squares pass, 28 for an L1 pass). After each pass the coefficients are saved beside OUT
+(OUT.partial.npz); the same command run again after an interruption resumes after the last
+saved pass.
+
+With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)
+keeps their coefficients from growing large with alternating signs, which fit the training
+molecules and fail on others (on QM9, 7 positions, no ridge: 8 of 250 test molecules worse than
+their SAD; --ridge 1e-5: none). The validation check prints the median, the worst molecule and
+how many are worse than their SAD: look at them before training on a prior."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l1-floor", type=float, default=None,
                         help="e/Bohr^3: a mesh point's L1 weight is 1 / max(|residual|, this) "
                         "(default 1e-05, rhosr.prior.L1_FLOOR)")
+    parser.add_argument("--ridge", type=float, default=0.0,
+                        help="penalty on each coefficient's size, relative to its term's own weight in "
+                        "the fit (default 0)")
+    parser.add_argument("--smooth", type=float, default=0.0,
+                        help="penalty on the differences of a bond term between neighbouring positions "
+                        "along the bond, relative to their weights in the fit (default 0). With many "
+                        "bond positions, neighbouring terms are nearly collinear and an unpenalised fit "
+                        "gives them large alternating coefficients that fail on other molecules; see "
+                        "docs/guide/models.md for measured values")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_sample(store, n: int) -> list[str]:
+    """``n`` train entries of ``store``, a sample seeded the same every time, in store order."""
+    import numpy as np
+
+    from rhosr.errors import InputError
+
+    train = store.entry_ids("train")
+    if not train:
+        raise InputError(f"{store.path}: has no train entries to fit on")
+    pick = np.random.default_rng(0).permutation(len(train))[:n]
+    return [train[i] for i in sorted(pick)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.config}: the model's base is {base.name}, not fitted_prior "
                          "(set model: base: fitted_prior)")
     args.l1_floor = L1_FLOOR if args.l1_floor is None else args.l1_floor
-    if args.molecules < 1 or args.check < 0 or args.l1_iterations < 0 or not 0 < args.l1_floor < 1:
-        raise InputError("--molecules must be >= 1, --check and --l1-iterations >= 0, --l1-floor in (0, 1)")
+    if (args.molecules < 1 or args.check < 0 or args.l1_iterations < 0 or not 0 < args.l1_floor < 1
+            or not 0 <= args.ridge < 1e6 or not 0 <= args.smooth < 1e6):
+        raise InputError("--molecules must be >= 1, --check and --l1-iterations >= 0, --l1-floor in (0, 1), "
+                         "--ridge and --smooth >= 0")
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; give the path of the YAML file to write")
@@ -83,14 +114,11 @@ def run(args: argparse.Namespace) -> int:
                              f"{missing[0]})")
         ids = ids[:args.molecules]
     else:
-        train = store.entry_ids("train")
-        if not train:
-            raise InputError(f"{args.store}: has no train entries to fit on")
-        pick = np.random.default_rng(0).permutation(len(train))[:args.molecules]
-        ids = [train[i] for i in sorted(pick)]
+        ids = train_sample(store, args.molecules)
     partial = out.with_name(f"{out.name}.partial.npz")  # the passes so far: an interrupted fit resumes
     fitted = fit_prior(args.store, ids, base.options, progress=not args.no_progress,
-                       l1_iterations=args.l1_iterations, l1_floor=args.l1_floor, checkpoint=partial)
+                       l1_iterations=args.l1_iterations, l1_floor=args.l1_floor, checkpoint=partial,
+                       ridge=args.ridge, smooth=args.smooth)
     if fitted["resumed"]:
         print(f"resumed after pass {fitted['resumed']} from {partial.name}")
     options = fitted["options"]
@@ -99,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"fitted on {len(ids)} train molecules: Err_rho SAD {np.mean(fitted['sad_err']):.2f}%, "
              f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {n_atom} atom kinds, "
              f"{len(options.bond_kinds)} bond kinds" + (f", {n_lobe} lobe kinds" if n_lobe else "")
-             + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations else "; least squares")]
+             + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations else "; least squares")
+             + (f"; ridge {args.ridge:g}" if args.ridge else "")
+             + (f"; smoothness {args.smooth:g}" if args.smooth else "")]
     if args.l1_iterations:
         lines.append("mean |label - prior| on them (Err_rho %, not rescaled) at the start of each L1 "
                      "pass: " + " -> ".join(f"{e:.2f}" for e in fitted["passes"][1:]))
@@ -108,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
         from rhosr.prior import held_out_errors
 
         sad, prior = held_out_errors(args.store, check, options)
+        worse = [i for i, p, s in zip(check, prior, sad) if p > s]
+        worst = int(np.argmax(prior))
         lines.append(f"on {len(check)} validation molecules: Err_rho SAD {np.mean(sad):.2f}%, "
-                     f"prior {np.mean(prior):.2f}% (mean)")
+                     f"prior {np.mean(prior):.2f}% (mean), {np.median(prior):.2f}% (median), worst "
+                     f"{prior[worst]:.2f}% ({check[worst]}); worse than their SAD: {len(worse)}"
+                     + (f" ({', '.join(worse[:5])}{', ...' if len(worse) > 5 else ''})" if worse else ""))
     seen = {row.rstrip("0123456789") for row, c in zip(options.atom_rows, options.coefficients) if any(c)}
     unseen = [e for e in options.elements if e not in seen]
     if unseen:
