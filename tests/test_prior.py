@@ -396,17 +396,13 @@ def test_prior_normal_equations_are_float64_sums(tiny_store, monkeypatch):
     with terms close together along a bond the columns are nearly dependent, and float32
     products spoiled the fit. Chunked or not, the sums agree to float64 rounding."""
     import rhosr.prior as prior_module
-    from rhosr.inputs import entry_molecule
     from rhosr.store import DatasetStore
 
     store = DatasetStore.open(tiny_store)
     ids = store.entry_ids("train")[:1]
     options = PriorOptions(("H", "O", "F"), typed=True, bond_positions=(0.25, 0.5, 0.75))
-    molecules = {i: entry_molecule(store.entry_meta(i)) for i in ids}
-    found = [s for m in molecules.values() for s in sites(m, options)]
-    atom_rows = sorted({s.row for s in found if s.position is None})
-    bond_rows = sorted({s.row for s in found if s.position is not None})
-    index = prior_module.columns(options, atom_rows, bond_rows)
+    system = prior_module.PriorSystem.of(str(tiny_store), ids, options)
+    molecules, index = system.molecules, system.index
     args = (store, ids, molecules, options, index, None, 1e-5, "", False)
     whole, rhs, _ = prior_module._normal_equations(*args)
     monkeypatch.setattr(prior_module, "NORMAL_CHUNK", 1000)
