@@ -374,6 +374,49 @@ def test_prior_lobes_sit_off_the_atoms_and_turn_with_the_molecule():
         PriorOptions(typed=True, bond_pi_distances=(9.0,))
 
 
+def test_prior_ring_sites_bulge_out_of_small_rings_only():
+    """Cyclopropane: each C-C bond gets two ring sites in the ring's plane, one outside the ring
+    and one inside, at the given distance from its midpoint (perpendicular to the bond); C-H
+    bonds get none.
+    Cyclobutane's four ring bonds get ``>r4`` sites; bicyclobutane (two 3-rings sharing a bond) is two
+    3-rings, not a 4-ring, and its shared bond gets sites from each ring; benzene has
+    no small ring."""
+    from ase.build import molecule
+
+    from rhosr.molecule import Molecule
+    from rhosr.prior import bonds, small_rings
+
+    options = PriorOptions(("H", "C", "O"), typed=True, ring_distances=(0.5,))
+
+    def ring_sites(name):
+        mol = Molecule(molecule(name), name=name)
+        return mol, [s for s in sites(mol, options) if ">r" in s.row]
+
+    mol, found = ring_sites("C3H6_D3h")
+    assert sorted(s.row for s in found) == ["C4-C4>r3@-0.5"] * 3 + ["C4-C4>r3@0.5"] * 3
+    carbons = mol.positions_angstrom[[i for i, e in enumerate(mol.symbols) if e == "C"]] / 0.529177210903
+    centroid = carbons.mean(axis=0)
+    for s in found:
+        a, b = (mol.positions_angstrom[list(s.atoms)] / 0.529177210903)
+        middle, centre = (a + b) / 2, np.array(s.centre_bohr)
+        assert np.linalg.norm(centre - middle) == pytest.approx(0.5)
+        assert (centre - middle) @ (b - a) == pytest.approx(0.0, abs=1e-9)
+        outside = np.linalg.norm(centre - centroid) > np.linalg.norm(middle - centroid)
+        assert outside == (s.row == "C4-C4>r3@0.5")
+        normal = np.cross(carbons[1] - carbons[0], carbons[2] - carbons[0])
+        assert (centre - carbons[0]) @ normal == pytest.approx(0.0, abs=1e-9)
+    _, found = ring_sites("cyclobutane")
+    assert sorted(s.row for s in found) == ["C4-C4>r4@-0.5"] * 4 + ["C4-C4>r4@0.5"] * 4
+    mol, found = ring_sites("bicyclobutane")
+    pairs = bonds(mol)
+    neighbours = [[j for p in pairs for j in p if i in p and j != i] for i in range(len(mol.symbols))]
+    assert [len(r) for r in small_rings(pairs, neighbours)] == [3, 3]
+    assert len(found) == 12 and len({s.atoms for s in found}) == 5
+    assert ring_sites("C6H6")[1] == []
+    with pytest.raises(InputError, match="needs typed: true"):
+        PriorOptions(ring_distances=(0.5,))
+
+
 def test_prior_lobes_of_an_atom_bonded_to_an_unfitted_element_are_left_out():
     """Ethanethiol with lobes but no bond terms: the S atom has no terms; the carbon bonded to it
     (whose directions the S bond sets) keeps its SAD, and so do the hydrogens on that carbon and
@@ -531,4 +574,5 @@ def test_prior_heldout_benchmark_scores_a_fitted_config(tiny_store, tmp_path, ru
     out = benchmark_module("prior_heldout").main(["--store", str(tiny_store), "--config", str(fitted),
                                                    "--split", "validation", "--md", str(tmp_path / "h.md")])
     assert len(out["ids"]) == 1 and out["prior"][0] < out["sad"][0]
-    assert "| 1 |" in (tmp_path / "h.md").read_text()
+    assert out["three_rings"].tolist() == [0]  # the tiny store's molecules have no 3-ring
+    assert "| 1 |" in (tmp_path / "h.md").read_text() and "| 0 | 1 |" in (tmp_path / "h.md").read_text()

@@ -11,7 +11,8 @@ in as OUT (a training config for `rhosr train`). CONFIG's model must have base: 
 its options choose the terms: per element radial Gaussians (the default: H, C, N, O, F and 8
 exponents from 0.2 to 25.6 Bohr^-2), per atom kind (typed: true; C4, C3, O1, ...), terms along
 bonds (bond_positions: [0.25, 0.5, 0.75]), off-atom lone-pair and pi terms (lobe_distances:
-[0.7, 1.4], bond_pi_distances: [0.8], Bohr; need typed). Prints Err_rho of the SAD and of the
+[0.7, 1.4], bond_pi_distances: [0.8], Bohr; need typed), terms beside the bent bonds of 3- and
+4-membered rings (ring_distances: [0.7], Bohr; needs typed). Prints Err_rho of the SAD and of the
 prior (rescaled to N_e) on the fitted molecules and on validation molecules it did not see.
 
 The least-squares fit is followed by --l1-iterations passes of iteratively reweighted least
