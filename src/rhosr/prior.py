@@ -628,26 +628,27 @@ def _normal_equations(store, ids, molecules, options: PriorOptions, index: dict,
         # the fit's prediction in float32, as the design is (a float64 product would copy d)
         left = residual if coeff is None else residual - coeff[cols].astype(np.float32) @ d
         errs.append(100 * float(np.abs(left).sum()) * grid.voxel_volume("fine") / mol.n_valence)
-        weights = None if coeff is None else 1.0 / np.maximum(np.abs(left), floor)
+        # D W D^T as (D sqrt(W)) (D sqrt(W))^T: a product of one array with its own transpose,
+        # which NumPy hands to BLAS's symmetric rank-k update (half the flops of a general product)
+        root_weights = None if coeff is None else 1.0 / np.sqrt(np.maximum(np.abs(left), floor))
         block_normal, block_rhs = np.zeros((len(cols), len(cols))), np.zeros(len(cols))
-        # float64 products, a chunk of points at a time, in buffers allocated once per molecule
+        # float64 products, a chunk of points at a time, in a buffer allocated once per molecule
         # (a fresh ~100 MB array per chunk spent most of the time in the kernel's page faults)
         chunk = min(NORMAL_CHUNK, d.shape[1])
         buffer = np.empty((len(cols), chunk))
-        weighted_buffer = None if weights is None else np.empty_like(buffer)
         for start in range(0, d.shape[1], chunk):
             width = min(chunk, d.shape[1] - start)
             block = buffer[:, :width]
             block[...] = d[:, start:start + width]
-            weighted = block
-            if weighted_buffer is not None:
-                weighted = weighted_buffer[:, :width]
-                np.multiply(block, weights[start:start + width], out=weighted)
-            block_normal += weighted @ block.T
-            block_rhs += weighted @ residual[start:start + width]
+            target = residual[start:start + width]
+            if root_weights is not None:
+                block *= root_weights[start:start + width]
+                target = target * root_weights[start:start + width]
+            block_normal += block @ block.T
+            block_rhs += block @ target
         normal[np.ix_(cols, cols)] += block_normal
         rhs[cols] += block_rhs
-        del d, left, weights
+        del d, left, root_weights
     return normal, rhs, float(np.mean(errs)) if errs else 0.0
 
 
