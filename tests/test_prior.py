@@ -13,6 +13,7 @@ from rhosr.model import build_model, model_config
 from rhosr.molecule import read_molecule
 from rhosr.prior import DEFAULT_EXPONENTS, PriorOptions, correction_channels, prior_density, sites
 from rhosr.sad import sad_fine
+from rhosr.train import TrainConfig
 
 ELEMENTS = ("H", "O")
 PRIOR_MODEL = {"inputs": ["sad"],
@@ -546,6 +547,43 @@ def test_prior_fit_prior_cli_ridge_and_tail(tiny_store, tmp_path, run_cli):
     code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
                                 "--no-progress", "--l1-iterations", "0", "--smooth", "0.1")
     assert code == 0 and "smoothness 0.1" in stdout, err
+
+
+def test_prior_fit_prior_start_continues_a_fit(tiny_store, tmp_path, run_cli):
+    """--start FITTED skips least squares and runs the passes from FITTED's coefficients: one
+    pass, then one more from its output, equals two passes in one run (to the 6 digits a config
+    keeps). A prior with other terms, or none, is refused."""
+    bonded = {**PRIOR_MODEL, "base": {**PRIOR_MODEL["base"], "typed": True, "bond_positions": [0.25, 0.75]}}
+    config = tmp_path / "prior.yaml"
+    config.write_text(yaml.safe_dump({"model": bonded, "epochs": 1}))
+
+    def fit(out, *extra):
+        code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", out,
+                                    "--no-progress", "--ridge", "1e-5", "--check", "0", *extra)
+        assert code == 0, err
+        return stdout, TrainConfig.load(out).model_config.base.options
+
+    def gap(a, b):  # the largest coefficient difference
+        return max(np.abs(np.array(a.coefficients) - np.array(b.coefficients)).max(),
+                   np.abs(np.array(a.bond_coefficients) - np.array(b.bond_coefficients)).max())
+
+    _, two = fit(tmp_path / "two.yaml", "--l1-iterations", "2")
+    _, one = fit(tmp_path / "one.yaml", "--l1-iterations", "1")
+    stdout, continued = fit(tmp_path / "more.yaml", "--l1-iterations", "1", "--start", tmp_path / "one.yaml")
+    assert "1 L1 passes from one.yaml" in stdout
+    assert continued.kinds == two.kinds and continued.bond_kinds == two.bond_kinds
+    # the start's 6-digit rounding moves the L1 weights of points near the floor a little
+    assert gap(continued, two) < 1e-4 < 1e-3 < gap(one, two)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"model": {**bonded, "base": {**bonded["base"], "bond_positions": [0.5]}},
+                                     "epochs": 1}))
+    x = tmp_path / "x.yaml"
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", other, "--out", x,
+                           "--no-progress", "--l1-iterations", "1", "--start", tmp_path / "one.yaml")
+    assert code == 2 and "other terms" in err
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", x,
+                           "--no-progress", "--l1-iterations", "1", "--start", config)
+    assert code == 2 and "not a fitted prior" in err
 
 
 def test_prior_ridge_benchmark_runs_on_a_store(tiny_store, tmp_path):

@@ -335,9 +335,10 @@ def _ring_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions
     """Strained-ring sites (rows in the atom table, terms of ``exponents``): for every bond of a
     3- or 4-membered ring, ``K1-K2>rN@D`` at distance D (Bohr) from the bond's midpoint, in the
     ring's plane, away from the ring's centre, and ``K1-K2>rN@-D`` as far towards it. Terms on the
-    bond line, fitted mostly on unstrained bonds, put too much density inside such a ring and on
-    its bonds (on QM9 the worst-predicted molecules have three or more 3-rings), and its bent
-    bonds bulge outwards. A bond in two small rings gets sites for each."""
+    bond line, fitted mostly on unstrained bonds, cannot follow a strained ring's bent bonds (on
+    QM9 the prior's error grows with the number of 3-rings a molecule has;
+    ``benchmarks/prior_heldout.py`` breaks it down). A bond in two small rings gets sites for
+    each."""
     known = [s in options.elements for s in symbols]
     out = []
     for ring in small_rings(pairs, neighbours):
@@ -480,7 +481,8 @@ def _add_site(rho: np.ndarray, site: Site, grid: Grid, which: str, exponents: np
 
 def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = None,
               progress: bool = True, l1_iterations: int = 0, l1_floor: float = L1_FLOOR,
-              checkpoint: str | os.PathLike | None = None, ridge: float = 0.0, smooth: float = 0.0) -> dict:
+              checkpoint: str | os.PathLike | None = None, ridge: float = 0.0, smooth: float = 0.0,
+              start: PriorOptions | None = None) -> dict:
     """Coefficients of ``label - SAD`` over the fine mesh of the store entries ``ids``, for the
     terms ``options`` asks for; the atom and bond kinds are those the molecules have.
 
@@ -492,6 +494,10 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
     builds every molecule's design again (one pass costs what the least-squares fit costs). With
     ``checkpoint`` (a ``.npz`` path) the coefficients are saved after every pass, and a fit of
     the same molecules, terms, floor and penalties that finds the file starts after its last pass.
+
+    With ``start`` (a fitted prior with the same terms, e.g. an earlier fit's) the least-squares
+    fit is skipped and the passes start from its coefficients (kinds it lacks start at zero): a
+    fit continued with more passes.
 
     Returns ``{"options": PriorOptions, "sad_err": [...], "prior_err": [...], "passes": [...]}``:
     ``options`` with kinds and coefficients filled in; per molecule, Err_rho (%) of the SAD and
@@ -507,9 +513,12 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
                          "to each term's own weight)")
     options = options or PriorOptions()
     system = PriorSystem.of(store_path, ids, options)
+    first = None if start is None else system.coefficients_of(start)
     key = repr((list(ids), options.to_dict(), sorted(system.index.items()), float(l1_floor), float(ridge),
-                float(smooth)))
+                float(smooth)) + (() if first is None else (first.tolist(),)))
     coeff, passes = _read_checkpoint(checkpoint, key)
+    if not passes and first is not None:
+        coeff, passes = first, [float("nan")]  # as if its passes were this fit's
     if len(passes) > l1_iterations + 1:  # saved by a fit with more passes: these coefficients went past
         coeff, passes = None, []
     resumed = len(passes)
@@ -591,6 +600,26 @@ class PriorSystem:
         n_positions, n_exponents = len(self.options.bond_positions), len(self.options.bond_exponents)
         return [(self.index[(row, p, k)], self.index[(row, p + 1, k)]) for row in self.bond_rows
                 for p in range(n_positions - 1) for k in range(n_exponents)]
+
+    def coefficients_of(self, fitted: PriorOptions) -> np.ndarray:
+        """The coefficient vector (column order) of ``fitted``, a prior with the same terms as
+        ``options``; a kind ``fitted`` lacks gets zeros (the inverse of :meth:`fitted`)."""
+        def layout(o: PriorOptions) -> PriorOptions:
+            return dataclasses.replace(o, kinds=(), coefficients=(), bond_kinds=(), bond_coefficients=())
+
+        if layout(fitted) != layout(self.options):
+            raise InputError("the fitted prior to start from has other terms (elements, exponents, "
+                             "positions or distances) than the config's fitted_prior")
+        coeff = np.zeros(len(self.index))
+        atom = dict(zip(fitted.atom_rows, fitted.coefficients))
+        bond = dict(zip(fitted.bond_kinds, fitted.bond_coefficients))
+        n_exponents = len(self.options.bond_exponents)
+        for (row, p, k), col in self.index.items():
+            if p is None and row in atom:
+                coeff[col] = atom[row][k]
+            elif p is not None and row in bond:
+                coeff[col] = bond[row][p * n_exponents + k]
+        return coeff
 
     def fitted(self, coeff: np.ndarray) -> PriorOptions:
         """``options`` with the kinds and the coefficients ``coeff`` (in column order) filled in."""

@@ -21,7 +21,8 @@ prior's validation Err_rho, see the README); each pass costs about what the firs
 (200 QM9 molecules, typed terms with 7 bond positions and lobes, 2 threads: 17 minutes for the
 least-squares pass, 28 for an L1 pass). After each pass the coefficients are saved beside OUT
 (OUT.partial.npz); the same command run again after an interruption resumes after the last
-saved pass.
+saved pass. --start FITTED continues a finished fit: it skips the least-squares pass and runs
+--l1-iterations more passes from FITTED's coefficients.
 
 With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)
 keeps their coefficients from growing large with alternating signs, which fit the training
@@ -56,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "bond positions, neighbouring terms are nearly collinear and an unpenalised fit "
                         "gives them large alternating coefficients that fail on other molecules; see "
                         "docs/guide/models.md for measured values")
+    parser.add_argument("--start", default=None,
+                        help="a config rhosr fit-prior wrote with the same terms: skip the least-squares "
+                        "fit and run the --l1-iterations passes from its coefficients (a fit continued "
+                        "with more passes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -116,10 +121,18 @@ def run(args: argparse.Namespace) -> int:
         ids = ids[:args.molecules]
     else:
         ids = train_sample(store, args.molecules)
+    start = None
+    if args.start:
+        start = TrainConfig.load(args.start).model_config.base
+        if start.name != "fitted_prior" or not start.options.coefficients:
+            raise InputError(f"{args.start}: not a fitted prior (a config written by rhosr fit-prior)")
+        if not args.l1_iterations:
+            raise InputError("--start runs L1 passes from a fitted prior: give --l1-iterations >= 1")
+        start = start.options
     partial = out.with_name(f"{out.name}.partial.npz")  # the passes so far: an interrupted fit resumes
     fitted = fit_prior(args.store, ids, base.options, progress=not args.no_progress,
                        l1_iterations=args.l1_iterations, l1_floor=args.l1_floor, checkpoint=partial,
-                       ridge=args.ridge, smooth=args.smooth)
+                       ridge=args.ridge, smooth=args.smooth, start=start)
     if fitted["resumed"]:
         print(f"resumed after pass {fitted['resumed']} from {partial.name}")
     options = fitted["options"]
@@ -129,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
              f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {n_atom} atom kinds, "
              f"{len(options.bond_kinds)} bond kinds" + (f", {n_lobe} lobe kinds" if n_lobe else "")
              + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations else "; least squares")
+             + (f" from {Path(args.start).name}" if args.start else "")
              + (f"; ridge {args.ridge:g}" if args.ridge else "")
              + (f"; smoothness {args.smooth:g}" if args.smooth else "")]
     if args.l1_iterations:
