@@ -136,11 +136,13 @@ def run(args: argparse.Namespace) -> int:
     if fitted["resumed"]:
         print(f"resumed after pass {fitted['resumed']} from {partial.name}")
     options = fitted["options"]
-    n_lobe = sum(">" in row for row in options.atom_rows)
-    n_atom = len(options.atom_rows) - n_lobe
+    n_ring = sum(">r" in row for row in options.atom_rows)
+    n_lobe = sum(">" in row for row in options.atom_rows) - n_ring
+    n_atom = len(options.atom_rows) - n_lobe - n_ring
     lines = [f"fitted on {len(ids)} train molecules: Err_rho SAD {np.mean(fitted['sad_err']):.2f}%, "
              f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {n_atom} atom kinds, "
              f"{len(options.bond_kinds)} bond kinds" + (f", {n_lobe} lobe kinds" if n_lobe else "")
+             + (f", {n_ring} ring kinds" if n_ring else "")
              + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations else "; least squares")
              + (f" from {Path(args.start).name}" if args.start else "")
              + (f"; ridge {args.ridge:g}" if args.ridge else "")
