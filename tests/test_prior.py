@@ -570,7 +570,7 @@ def test_prior_fit_prior_start_continues_a_fit(tiny_store, tmp_path, run_cli):
     _, two = fit(tmp_path / "two.yaml", "--l1-iterations", "2")
     _, one = fit(tmp_path / "one.yaml", "--l1-iterations", "1")
     stdout, continued = fit(tmp_path / "more.yaml", "--l1-iterations", "1", "--start", tmp_path / "one.yaml")
-    assert "1 L1 passes from one.yaml" in stdout
+    assert "1 L1 passes from one.yaml" in stdout and "resumed" not in stdout
     assert continued.kinds == two.kinds and continued.bond_kinds == two.bond_kinds
     # the start's 6-digit rounding moves the L1 weights of points near the floor a little
     assert gap(continued, two) < 1e-4 < 1e-3 < gap(one, two)

@@ -517,11 +517,11 @@ def fit_prior(store_path: str, ids: list[str], options: PriorOptions | None = No
     key = repr((list(ids), options.to_dict(), sorted(system.index.items()), float(l1_floor), float(ridge),
                 float(smooth)) + (() if first is None else (first.tolist(),)))
     coeff, passes = _read_checkpoint(checkpoint, key)
-    if not passes and first is not None:
-        coeff, passes = first, [float("nan")]  # as if its passes were this fit's
     if len(passes) > l1_iterations + 1:  # saved by a fit with more passes: these coefficients went past
         coeff, passes = None, []
     resumed = len(passes)
+    if not passes and first is not None:
+        coeff, passes = first, [float("nan")]  # as if its passes were this fit's
     for n_pass in range(len(passes), l1_iterations + 1):
         what = "fitting the prior" if n_pass == 0 else f"L1 pass {n_pass}/{l1_iterations}"
         normal, rhs, start_err = system.normal_equations(coeff, l1_floor, what, progress)
