@@ -75,16 +75,8 @@ def three_rings(store_path: str, ids: list[str]) -> list[int]:
     from rhosr.store import DatasetStore
 
     store = DatasetStore.open(store_path)
-    counts = []
-    for entry_id in ids:
-        mol = entry_molecule(store.entry_meta(entry_id))
-        pairs = bonds(mol)
-        neighbours = [[] for _ in mol.symbols]
-        for i, j in pairs:
-            neighbours[i].append(j)
-            neighbours[j].append(i)
-        counts.append(sum(len(r) == 3 for r in small_rings(pairs, neighbours)))
-    return counts
+    return [sum(len(ring) == 3 for ring in small_rings(bonds(entry_molecule(store.entry_meta(i)))))
+            for i in ids]
 
 
 if __name__ == "__main__":

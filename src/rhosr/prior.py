@@ -309,9 +309,15 @@ def _lobe_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions
     return out
 
 
-def small_rings(pairs, neighbours: list[list[int]]) -> list[tuple[int, ...]]:
-    """The 3- and 4-membered rings of a bond graph, each once, as atom tuples in ring order."""
-    adjacent = [set(ns) for ns in neighbours]
+def small_rings(pairs: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """The 3- and 4-membered rings of a bond graph (atom index pairs, :func:`bonds`), each once,
+    as atom tuples in ring order."""
+    from collections import defaultdict
+
+    adjacent: dict[int, set[int]] = defaultdict(set)
+    for i, j in pairs:
+        adjacent[i].add(j)
+        adjacent[j].add(i)
     rings = set()
     for i, j in pairs:
         for k in adjacent[i] & adjacent[j]:
@@ -341,7 +347,7 @@ def _ring_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions
     each."""
     known = [s in options.elements for s in symbols]
     out = []
-    for ring in small_rings(pairs, neighbours):
+    for ring in small_rings(pairs):
         if not all(known[a] for a in ring):
             continue
         centroid = centres[list(ring)].mean(axis=0)

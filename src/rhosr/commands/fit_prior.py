@@ -19,10 +19,10 @@ The least-squares fit is followed by --l1-iterations passes of iteratively rewei
 squares towards the least absolute deviation, the metric Err_rho counts (on QM9 it lowers the
 prior's validation Err_rho, see the README); each pass costs about what the first fit costs
 (200 QM9 molecules, typed terms with 7 bond positions and lobes, 2 threads: 17 minutes for the
-least-squares pass, 28 for an L1 pass). After each pass the coefficients are saved beside OUT
-(OUT.partial.npz); the same command run again after an interruption resumes after the last
-saved pass. --start FITTED continues a finished fit: it skips the least-squares pass and runs
---l1-iterations more passes from FITTED's coefficients.
+least-squares pass; an L1 pass with ring terms as well took 19). After each pass the
+coefficients are saved beside OUT (OUT.partial.npz); the same command run again after an
+interruption resumes after the last saved pass. --start FITTED continues a finished fit: it
+skips the least-squares pass and runs --l1-iterations more passes from FITTED's coefficients.
 
 With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)
 keeps their coefficients from growing large with alternating signs, which fit the training
