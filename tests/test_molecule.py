@@ -43,6 +43,10 @@ BAD = {
     "no_gth_basis": ("1\n\nFe 0 0 0\n", "no GTH-TZV2P basis"),
     "too_close": ("2\n\nH 0 0 0\nH 0 0 0.3\n", "0.300 Angstrom apart"),
     "odd_electrons": ("1\n\nH 0 0 0\n", "cannot have spin"),
+    # ASE would read a huge count line by line past the end of the file (minutes)
+    "huge_count": ("999999999\nwater\nO 0 0 0\nH 0 0 1\nH 0 1 0\n", "announces 999999999 atoms"),
+    "huge_count_second_frame": ("3\nwater\nO 0 0 0\nH 0 0 1\nH 0 1 0\n999999999\n\n",
+                                "line 6 announces 999999999 atoms"),
 }
 
 

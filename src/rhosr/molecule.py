@@ -210,6 +210,8 @@ def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
     import ase.io
 
     name = os.path.splitext(os.path.basename(path))[0]
+    if (fmt or os.path.splitext(path)[1].lstrip(".").lower()) in ("xyz", "extxyz"):
+        _check_xyz_counts(path)
     try:
         atoms = ase.io.read(path, index=0, format=fmt)
     except StopIteration:
@@ -224,6 +226,25 @@ def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
                       "an isolated molecule in a box of their own", RhosrWarning, stacklevel=3)
     atoms = Atoms(atoms.get_chemical_symbols(), atoms.get_positions())
     return Molecule(atoms, charge, spin, name=name)
+
+
+def _check_xyz_counts(path: str) -> None:
+    """Refuse an xyz file whose frame header announces more atoms than the lines that follow:
+    ASE reads such a count line by line past the end of the file (a count of 999999999 takes
+    minutes). Frames are walked as ASE walks them: a count line, a comment line, the atoms; a
+    blank line ends the file. A count that is not an integer is left for ASE to report."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    at = 0
+    while at < len(lines) and lines[at].strip():
+        try:
+            count = int(lines[at].split()[0])
+        except ValueError:
+            return
+        if count < 0 or count > len(lines) - at - 2:
+            raise InputError(f"{path}: the xyz header on line {at + 1} announces {count} atoms, "
+                             f"but {max(0, len(lines) - at - 2)} lines follow its comment line")
+        at += count + 2
 
 
 def from_smiles(
