@@ -612,3 +612,20 @@ def test_prior_heldout_benchmark_scores_a_fitted_config(tiny_store, tmp_path, ru
     assert len(out["ids"]) == 1 and out["prior"][0] < out["sad"][0]
     assert out["three_rings"].tolist() == [0]  # the tiny store's molecules have no 3-ring
     assert "| 1 |" in (tmp_path / "h.md").read_text() and "| 0 | 1 |" in (tmp_path / "h.md").read_text()
+    assert out["unseen_kinds"] == [[]]  # an untyped prior has a row for every element
+    assert "| none | 1 |" in (tmp_path / "h.md").read_text()
+    kinds = benchmark_module("prior_heldout").main(["--store", str(tiny_store), "--config", str(fitted),
+                                                    "--split", "validation", "--kinds-only"])
+    assert kinds["ids"] == out["ids"] and kinds["unseen_kinds"] == [[]] and "sad" not in kinds
+
+
+def test_prior_heldout_lists_the_kinds_a_fit_never_saw(water):
+    unseen_kinds = benchmark_module("prior_heldout").unseen_kinds
+    exponents = PriorOptions().exponents
+    seen_h = PriorOptions(typed=True, kinds=("H1",), coefficients=((0.0,) * len(exponents),),
+                          bond_positions=(0.5,), bond_exponents=(1.0,))
+    assert unseen_kinds(water[0], seen_h) == ["H1-O2", "O2"]
+    seen_all = PriorOptions(typed=True, kinds=("H1", "O2"), coefficients=((0.0,) * len(exponents),) * 2,
+                            bond_positions=(0.5,), bond_exponents=(1.0,), bond_kinds=("H1-O2",),
+                            bond_coefficients=((0.0,),))
+    assert unseen_kinds(water[0], seen_all) == []
