@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     base = TrainConfig.load(args.config).model_config.base
     ids = DatasetStore.open(args.store).entry_ids(args.split)[:args.limit]
+    molecules = entry_molecules(args.store, ids)
+    unseen = [unseen_kinds(mol, base.options) for mol in molecules]
     if args.kinds_only:
-        unseen = [unseen_kinds(mol, base.options) for mol in entry_molecules(args.store, ids)]
         print(f"{sum(bool(u) for u in unseen)} of {len(ids)} {args.split} molecules have kinds "
               f"{Path(args.config).name} never saw:")
         for i, kinds in zip(ids, unseen):
@@ -48,13 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"- {i}: {', '.join(kinds)}")
         return {"ids": ids, "unseen_kinds": unseen}
     sad, prior = (np.array(e) for e in held_out_errors(args.store, ids, base.options))
-    rings = np.array(three_rings(args.store, ids))
-    unseen = [unseen_kinds(mol, base.options) for mol in entry_molecules(args.store, ids)]
+    rings = np.array([three_rings(mol) for mol in molecules])
     has = np.array([bool(u) for u in unseen], dtype=bool)
-    counts: dict[str, int] = {}
-    for kinds in unseen:
-        for k in kinds:
-            counts[k] = counts.get(k, 0) + 1
+    counts = Counter(k for kinds in unseen for k in kinds)
     lines = [
         f"# The prior of {Path(args.config).name} alone on the {args.split} split",
         "",
@@ -107,12 +105,11 @@ def entry_molecules(store_path: str, ids: list[str]) -> list:
     return [entry_molecule(store.entry_meta(i)) for i in ids]
 
 
-def three_rings(store_path: str, ids: list[str]) -> list[int]:
-    """Per store entry, the number of 3-membered rings of its bond graph."""
+def three_rings(mol) -> int:
+    """The number of 3-membered rings of a molecule's bond graph."""
     from rhosr.prior import bonds, small_rings
 
-    return [sum(len(ring) == 3 for ring in small_rings(bonds(mol)))
-            for mol in entry_molecules(store_path, ids)]
+    return sum(len(ring) == 3 for ring in small_rings(bonds(mol)))
 
 
 def unseen_kinds(mol, options) -> list[str]:
