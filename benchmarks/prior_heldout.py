@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         *(f"| {n} | {(rings == n).sum()} | {prior[rings == n].mean():.3f}% | {prior[rings == n].max():.2f}% "
           f"| {sad[rings == n].mean():.3f}% |" for n in sorted(set(rings.tolist()))),
         "",
-        "Molecules with an atom or bond kind the fit never saw (the prior leaves those atoms, their",
-        "neighbours and the atoms all of whose neighbours are such at their SAD):",
+        "Molecules with an atom or bond kind the fit never saw (a kind one bonded neighbour from a",
+        "fitted kind takes its terms, `rhosr.prior.NEAREST_MAX_CHANGE`; the prior leaves the atoms of",
+        "the others, their neighbours and the atoms all of whose neighbours are such at their SAD):",
         "",
         "| unseen kinds | molecules | prior: mean | worst | SAD: mean |",
         "|---|---|---|---|---|",
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.md.write_text(text)
     out = {"ids": ids, "sad": sad, "prior": prior, "three_rings": rings, "unseen_kinds": unseen}
     if args.json is not None:
-        args.json.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))
+        args.json.write_text(json.dumps({k: v if k in ("ids", "unseen_kinds") else np.asarray(v).tolist()
+                                         for k, v in out.items()}))
     return out
 
 

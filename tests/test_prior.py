@@ -320,6 +320,95 @@ def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
     assert added.sum() * grid.voxel_volume("fine") == pytest.approx(every, rel=1e-4)  # fitted with S
 
 
+def test_prior_nearest_kinds_are_one_bonded_neighbour_away():
+    from rhosr.prior import nearest_atom_kind, nearest_bond_kind
+
+    assert nearest_atom_kind("N4", {"N3", "N2", "C4"}) == "N3"
+    assert nearest_atom_kind("C3", {"C2", "C4"}) == "C2"  # a tie: the fewer neighbours
+    assert nearest_atom_kind("N4", {"N2", "C4"}) == "N4"  # two neighbours away: not borrowed
+    assert nearest_atom_kind("S2", {"C4"}) == "S2"
+    assert nearest_atom_kind("O", {"O1"}) == "O"  # untyped kinds are never remapped
+    known = {"C4-N3", "C3-N3", "H1-N3", "N2-O2"}
+    assert nearest_bond_kind("C4", "N4", known) == ("C4", "N3")
+    assert nearest_bond_kind("C4", "N3", known) == ("C4", "N3")
+    assert nearest_bond_kind("N3", "O1", known) == ("N3", "O1")  # N2-O2 is two changes away
+    assert nearest_bond_kind("C2", "N3", known) == ("C3", "N3")
+
+
+METHYLAMMONIUM = [(0, 0, 0), (1.50, 0, 0),  # C0, N1 (Angstrom)
+                  (-0.36, 1.03, 0), (-0.36, -0.51, 0.89), (-0.36, -0.51, -0.89),  # H on C
+                  (1.86, 0.96, 0), (1.86, -0.48, 0.83), (1.86, -0.48, -0.83)]  # H on N
+
+
+def test_prior_an_unseen_kind_takes_the_nearest_fitted_kinds_terms():
+    """Methylammonium with a prior fitted without any 4-bonded N: the N4 atom, its C4-N4 and
+    H1-N4 bonds take the N3, C4-N3 and H1-N3 terms (one neighbour fewer), so every atom and bond
+    adds its electrons; the fit's own sites keep the kinds the molecule has."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+
+    mol, grid = place_in_box(Molecule(Atoms("CNH6", METHYLAMMONIUM), charge=1, name="CH3NH3+"))
+    assert {s.row for s in sites(mol, PriorOptions(("H", "C", "N"), typed=True, bond_positions=(0.5,)))} == {
+        "C4", "N4", "H1", "C4-H1", "C4-N4", "H1-N4"}
+    options = PriorOptions(("H", "C", "N"), typed=True, bond_positions=(0.5,), kinds=("C4", "H1", "N3"),
+                           coefficients=[[0.02] * 8, [0.01] * 8, [0.03] * 8], bond_exponents=(2.0,),
+                           bond_kinds=("C4-H1", "C4-N3", "H1-N3"), bond_coefficients=[[0.0], [0.04], [0.05]])
+    assert {s.row for s in sites(mol, options, nearest=True)} == {"C4", "N3", "H1", "C4-H1", "C4-N3", "H1-N3"}
+    added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
+    atoms = sum((0.02 + 0.03 + 6 * 0.01) * (np.pi / a) ** 1.5 for a in DEFAULT_EXPONENTS)
+    bonds = (0.04 + 3 * 0.05) * (np.pi / 2.0) ** 1.5
+    assert added.sum() * grid.voxel_volume("fine") == pytest.approx(atoms + bonds, rel=1e-4)
+
+
+ETHANE = [(0, 0, 0), (1.53, 0, 0), (-0.4, 1.0, 0), (-0.4, -0.5, 0.87), (-0.4, -0.5, -0.87),
+          (1.93, -1.0, 0), (1.93, 0.5, 0.87), (1.93, 0.5, -0.87)]
+
+
+def test_prior_bond_length_slopes_scale_with_the_bond_stretch():
+    """With bond_length_slopes each bond term has a ``/dL`` twin weighted by the bond's length
+    less the covalent radii (units of 0.1 Angstrom): ethane's C-C bond (1.53 A, radii 2 x 0.76)
+    is +0.1 units long, a C-C stretched to 1.73 A +2.1; the twin adds c * stretch electrons."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+    from rhosr.prior import bond_stretch
+
+    assert bond_stretch("C", "C", (0, 0, 0), (1.53 / 0.529177210903, 0, 0)) == pytest.approx(0.1, abs=1e-6)
+    options = PriorOptions(("H", "C"), typed=True, bond_positions=(0.5,), bond_exponents=(2.0,),
+                           bond_length_slopes=True, kinds=("C4", "H1"), coefficients=[[0.0] * 8] * 2,
+                           bond_kinds=("C4-C4", "C4-C4/dL", "C4-H1", "C4-H1/dL"),
+                           bond_coefficients=[[0.0], [0.05], [0.0], [0.0]])
+    for length in (1.53, 1.73):
+        xyz = [(x * length / 1.53 if n == 1 or n >= 5 else x, y, z) for n, (x, y, z) in enumerate(ETHANE)]
+        mol, grid = place_in_box(Molecule(Atoms("C2H6", xyz), name="ethane"))
+        slopes = [s for s in sites(mol, options) if s.row == "C4-C4/dL"]
+        assert len(slopes) == 1 and slopes[0].weight == pytest.approx((length - 1.52) / 0.1, abs=1e-6)
+        added = prior_density(mol, grid, "fine", options).astype(np.float64) - sad_fine(mol, grid)
+        assert added.sum() * grid.voxel_volume("fine") == pytest.approx(
+            0.05 * slopes[0].weight * (np.pi / 2.0) ** 1.5, rel=1e-4)
+    with pytest.raises(InputError, match="bond_length_slopes needs bond terms"):
+        PriorOptions(typed=True, bond_length_slopes=True)
+
+
+def test_prior_wide_terms_summed_on_the_coarse_mesh_are_exact(water, monkeypatch):
+    """The wide terms go through the coarse mesh and Fourier interpolation: the prior equals the
+    one with every term on the fine mesh to float32 rounding."""
+    import rhosr.prior as prior_module
+
+    mol, grid = water
+    assert 0.4 < prior_module.smooth_exponent_limit(grid) < 3.2  # some terms each way
+    width = 4
+    options = PriorOptions(("H", "O"), typed=True, bond_positions=(0.5,), kinds=("H1", "O2"),
+                           coefficients=[[0.01] * 8, [-0.02] * 8], bond_kinds=("H1-O2",),
+                           bond_coefficients=[[0.03] * width])
+    fast = prior_density(mol, grid, "fine", options).astype(np.float64)
+    monkeypatch.setattr(prior_module, "smooth_exponent_limit", lambda g: 0.0)
+    every = prior_density(mol, grid, "fine", options).astype(np.float64)
+    np.testing.assert_allclose(fast, every, rtol=0, atol=1e-6 * np.abs(every).max())
+    assert np.abs(fast - sad_fine(mol, grid)).max() > 1e-3  # the terms are there
+
+
 def test_prior_variants_benchmark_runs_on_a_store(tiny_store, tmp_path):
     import json
 
@@ -582,6 +671,35 @@ def test_prior_fit_prior_start_continues_a_fit(tiny_store, tmp_path, run_cli):
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", config, "--out", x,
                            "--no-progress", "--l1-iterations", "1", "--start", config)
     assert code == 2 and "not a fitted prior" in err
+
+
+def test_prior_fit_with_bond_length_slopes_starts_from_a_fit_without(tiny_store, tmp_path, run_cli):
+    """--start a prior without bond_length_slopes, for a config with them: the length terms start
+    at zero, every other coefficient at the start's; the pass fits both and the written config
+    has a ``/dL`` row per bond kind."""
+    bonded = {**PRIOR_MODEL, "base": {**PRIOR_MODEL["base"], "typed": True, "bond_positions": [0.25, 0.75]}}
+    plain, sloped = tmp_path / "plain.yaml", tmp_path / "sloped.yaml"
+    plain.write_text(yaml.safe_dump({"model": bonded, "epochs": 1}))
+    with_slopes = {**bonded, "base": {**bonded["base"], "bond_length_slopes": True}}
+    sloped.write_text(yaml.safe_dump({"model": with_slopes, "epochs": 1}))
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", plain, "--out",
+                           tmp_path / "a.yaml", "--no-progress", "--ridge", "1e-5", "--check", "0",
+                           "--l1-iterations", "0")
+    assert code == 0, err
+    code, stdout, err = run_cli("fit-prior", "--store", tiny_store, "--config", sloped, "--out",
+                                tmp_path / "b.yaml", "--no-progress", "--ridge", "1e-5", "--check", "0",
+                                "--l1-iterations", "1", "--start", tmp_path / "a.yaml")
+    assert code == 0, err
+    start = TrainConfig.load(tmp_path / "a.yaml").model_config.base.options
+    fitted = TrainConfig.load(tmp_path / "b.yaml").model_config.base.options
+    assert fitted.bond_length_slopes and not start.bond_length_slopes
+    assert set(fitted.bond_kinds) == set(start.bond_kinds) | {k + "/dL" for k in start.bond_kinds}
+    slopes = [row for kind, row in zip(fitted.bond_kinds, fitted.bond_coefficients) if kind.endswith("/dL")]
+    assert np.abs(np.array(slopes)).max() > 0
+    code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", plain, "--out",
+                           tmp_path / "c.yaml", "--no-progress", "--l1-iterations", "1", "--start",
+                           tmp_path / "b.yaml")
+    assert code == 2 and "other terms" in err  # a start with more terms than the config
 
 
 def test_prior_ridge_benchmark_runs_on_a_store(tiny_store, tmp_path):

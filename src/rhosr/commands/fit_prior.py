@@ -12,8 +12,10 @@ its options choose the terms: per element radial Gaussians (the default: H, C, N
 exponents from 0.2 to 25.6 Bohr^-2), per atom kind (typed: true; C4, C3, O1, ...), terms along
 bonds (bond_positions: [0.25, 0.5, 0.75]), off-atom lone-pair and pi terms (lobe_distances:
 [0.7, 1.4], bond_pi_distances: [0.8], Bohr; need typed), terms beside the bent bonds of 3- and
-4-membered rings (ring_distances: [0.7], Bohr; needs typed). Prints Err_rho of the SAD and of the
-prior (rescaled to N_e) on the fitted molecules and on validation molecules it did not see.
+4-membered rings (ring_distances: [0.7], Bohr; needs typed), a twin of every bond term that
+grows with the bond's length (bond_length_slopes: true; aromatic, double and single bonds
+between the same kinds differ). Prints Err_rho of the SAD and of the prior (rescaled to N_e) on
+the fitted molecules and on validation molecules it did not see.
 
 The least-squares fit is followed by --l1-iterations passes of iteratively reweighted least
 squares towards the least absolute deviation, the metric Err_rho counts (on QM9 it lowers the
@@ -22,7 +24,8 @@ prior's validation Err_rho, see the README); each pass costs about what the firs
 least-squares pass; an L1 pass with ring terms as well took 19). After each pass the
 coefficients are saved beside OUT (OUT.partial.npz); the same command run again after an
 interruption resumes after the last saved pass. --start FITTED continues a finished fit: it
-skips the least-squares pass and runs --l1-iterations more passes from FITTED's coefficients.
+skips the least-squares pass and runs --l1-iterations more passes from FITTED's coefficients
+(FITTED may lack bond_length_slopes: those terms start at zero; kinds it lacks too).
 
 With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)
 keeps their coefficients from growing large with alternating signs, which fit the training
@@ -58,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "gives them large alternating coefficients that fail on other molecules; see "
                         "docs/guide/models.md for measured values")
     parser.add_argument("--start", default=None,
-                        help="a config rhosr fit-prior wrote with the same terms: skip the least-squares "
-                        "fit and run the --l1-iterations passes from its coefficients (a fit continued "
-                        "with more passes)")
+                        help="a config rhosr fit-prior wrote with the same terms (or the same without "
+                        "bond_length_slopes): skip the least-squares fit and run the --l1-iterations "
+                        "passes from its coefficients (a fit continued with more passes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

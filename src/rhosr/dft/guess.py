@@ -11,19 +11,20 @@ import numpy as np
 
 
 def fourier_resample(rho: np.ndarray, mesh) -> np.ndarray:
-    """``rho`` (periodic, axes x, y, z) on another mesh of the same box, keeping the plane
-    waves both meshes hold (Nyquist components dropped); the integral is preserved."""
+    """``rho`` (periodic, real, axes x, y, z) on another mesh of the same box, keeping the plane
+    waves both meshes hold (Nyquist components dropped); the integral is preserved. Real
+    transforms (half the spectrum): ~2x faster than complex ones, the same values."""
     mesh = tuple(int(n) for n in mesh)
-    coeffs = np.fft.fftn(rho)
-    out = np.zeros(mesh, dtype=complex)
+    coeffs = np.fft.rfftn(rho, axes=(0, 1, 2))
+    out = np.zeros((*mesh[:2], mesh[2] // 2 + 1), dtype=complex)
     old_index, new_index = [], []
-    for n_old, n_new in zip(rho.shape, mesh):
+    for axis, (n_old, n_new) in enumerate(zip(rho.shape, mesh)):
         limit = (min(n_old, n_new) - 1) // 2  # |k| <= limit exists in both, below both Nyquists
-        k = np.arange(-limit, limit + 1)
+        k = np.arange(-limit, limit + 1) if axis < 2 else np.arange(limit + 1)
         old_index.append(k % n_old)
         new_index.append(k % n_new)
     out[np.ix_(*new_index)] = coeffs[np.ix_(*old_index)]
-    return np.fft.ifftn(out).real * (np.prod(mesh) / np.prod(rho.shape))
+    return np.fft.irfftn(out, s=mesh, axes=(0, 1, 2)) * (np.prod(mesh) / np.prod(rho.shape))
 
 
 def guess_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
