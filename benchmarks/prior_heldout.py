@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
         *(f"| {n} | {(rings == n).sum()} | {prior[rings == n].mean():.3f}% | {prior[rings == n].max():.2f}% "
           f"| {sad[rings == n].mean():.3f}% |" for n in sorted(set(rings.tolist()))),
         "",
-        "Molecules with an atom or bond kind the fit never saw (a kind one bonded neighbour from a",
-        "fitted kind takes its terms, `rhosr.prior.NEAREST_MAX_CHANGE`; the prior leaves the atoms of",
-        "the others, their neighbours and the atoms all of whose neighbours are such at their SAD):",
+        "Molecules with an atom or bond kind the fit never saw (an atom kind one bonded neighbour",
+        "from a fitted kind is read as that kind, `rhosr.prior.NEAREST_MAX_CHANGE`; the prior leaves",
+        "the atoms of the others and of unseen bonds, their neighbours and the atoms all of whose",
+        "neighbours are such at their SAD):",
         "",
         "| unseen kinds | molecules | prior: mean | worst | SAD: mean |",
         "|---|---|---|---|---|",

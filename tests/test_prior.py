@@ -320,19 +320,25 @@ def test_prior_atoms_with_a_bond_of_an_unseen_kind_keep_their_sad():
     assert added.sum() * grid.voxel_volume("fine") == pytest.approx(every, rel=1e-4)  # fitted with S
 
 
-def test_prior_nearest_kinds_are_one_bonded_neighbour_away():
-    from rhosr.prior import nearest_atom_kind, nearest_bond_kind
+def test_prior_nearest_atom_kind_is_one_bonded_neighbour_away():
+    from rhosr.prior import nearest_atom_kind
 
     assert nearest_atom_kind("N4", {"N3", "N2", "C4"}) == "N3"
     assert nearest_atom_kind("C3", {"C2", "C4"}) == "C2"  # a tie: the fewer neighbours
     assert nearest_atom_kind("N4", {"N2", "C4"}) == "N4"  # two neighbours away: not borrowed
     assert nearest_atom_kind("S2", {"C4"}) == "S2"
     assert nearest_atom_kind("O", {"O1"}) == "O"  # untyped kinds are never remapped
-    known = {"C4-N3", "C3-N3", "H1-N3", "N2-O2"}
-    assert nearest_bond_kind("C4", "N4", known) == ("C4", "N3")
-    assert nearest_bond_kind("C4", "N3", known) == ("C4", "N3")
-    assert nearest_bond_kind("N3", "O1", known) == ("N3", "O1")  # N2-O2 is two changes away
-    assert nearest_bond_kind("C2", "N3", known) == ("C3", "N3")
+
+
+def test_prior_an_unseen_bond_between_fitted_atom_kinds_borrows_nothing(water):
+    """Water's O2 and H1 are fitted kinds but H1-O2 is not (only H1-O1 is): no bond terms,
+    and its atoms stay at their SAD (the rule for a bond of an unseen kind)."""
+    mol, grid = water
+    options = PriorOptions(("H", "O"), typed=True, bond_positions=(0.5,), kinds=("H1", "O2"),
+                           coefficients=[[0.01] * 8, [0.02] * 8], bond_exponents=(2.0,),
+                           bond_kinds=("H1-O1",), bond_coefficients=[[0.05]])
+    np.testing.assert_allclose(prior_density(mol, grid, "fine", options), sad_fine(mol, grid),
+                               rtol=1e-6, atol=1e-9)
 
 
 METHYLAMMONIUM = [(0, 0, 0), (1.50, 0, 0),  # C0, N1 (Angstrom)
