@@ -271,8 +271,9 @@ def nearest_atom_kind(kind: str, known) -> str:
     if kind in known or parsed is None:
         return kind
     element, n = parsed
-    found = [(abs(m - n), m, k) for k in known if (s := _split_kind(k)) and s[0] == element and (m := s[1])]
-    found = [f for f in found if f[0] <= NEAREST_MAX_CHANGE]
+    found = [(abs(other[1] - n), other[1], k) for k in known
+             if (other := _split_kind(k)) is not None and other[0] == element
+             and abs(other[1] - n) <= NEAREST_MAX_CHANGE]
     return min(found)[2] if found else kind
 
 
@@ -290,37 +291,32 @@ def sites(mol, options: PriorOptions, nearest: bool = False) -> list[Site]:
         neighbours[j].append(i)
     kind = [f"{s}{min(len(ns), MAX_NEIGHBOURS)}" if options.typed else s
             for s, ns in zip(symbols, neighbours)]
-    remap = nearest and options.typed
-    if remap:
+    if nearest and options.typed:
         known_atoms = {k for k in options.kinds if ">" not in k and "-" not in k}
         kind = [nearest_atom_kind(k, known_atoms) for k in kind]
-    pair_kind = {}  # (i, j) in the order its kind reads -> its two kinds
-    stretch = {}  # (i, j) -> the bond's length less its covalent radii, in SLOPE_UNIT (bond_stretch)
-    for i, j in pairs:
-        if kind[j] < kind[i]:
-            i, j = j, i
-        if options.bond_length_slopes:
-            stretch[i, j] = stretch[j, i] = bond_stretch(symbols[i], symbols[j], centres[i], centres[j])
-        pair_kind[i, j] = (kind[i], kind[j])
     out = [Site(kind[i], None, tuple(centres[i]), (i,))
            for i, s in enumerate(symbols) if s in options.elements]
     positions = options.bond_positions
-    for (i, j), (first, second) in pair_kind.items():
+    for i, j in pairs:
         if symbols[i] not in options.elements or symbols[j] not in options.elements:
             continue
+        if kind[j] < kind[i]:
+            i, j = j, i
+        if options.bond_length_slopes:
+            stretch = bond_stretch(symbols[i], symbols[j], centres[i], centres[j])
         for p, f in enumerate(positions):
             q = p
-            if first == second:  # the same terms at f and 1 - f
+            if kind[i] == kind[j]:  # the same terms at f and 1 - f
                 mirror = [m for m, g in enumerate(positions) if abs(g - (1 - f)) < 1e-9]
                 q = min([p, *mirror])
             centre = tuple((1 - f) * centres[i] + f * centres[j])
-            out.append(Site(f"{first}-{second}", q, centre, (i, j)))
+            out.append(Site(f"{kind[i]}-{kind[j]}", q, centre, (i, j)))
             if options.bond_length_slopes:
-                out.append(Site(f"{first}-{second}{SLOPE_SUFFIX}", q, centre, (i, j), stretch[i, j]))
+                out.append(Site(f"{kind[i]}-{kind[j]}{SLOPE_SUFFIX}", q, centre, (i, j), stretch))
     if options.lobe_distances or options.bond_pi_distances:
-        out += _lobe_sites(symbols, kind, centres, pair_kind, neighbours, options, stretch)
+        out += _lobe_sites(symbols, kind, centres, pairs, neighbours, options)
     if options.ring_distances:
-        out += _ring_sites(symbols, centres, pair_kind, options)
+        out += _ring_sites(symbols, kind, centres, pairs, neighbours, options)
     return out
 
 
@@ -351,8 +347,7 @@ def plane_normals(centres: np.ndarray, neighbours: list[list[int]]) -> dict[int,
     return out
 
 
-def _lobe_sites(symbols, kind, centres, pair_kind: dict, neighbours, options: PriorOptions,
-                stretch: dict) -> list[Site]:
+def _lobe_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions) -> list[Site]:
     """Off-atom sites (rows in the atom table, terms of ``exponents``), for atoms with one to
     three bonds: ``K>bD`` at distance D (Bohr) opposite the sum of the bond directions (lone
     pairs, the back of an X-H bond; none when that sum is shorter than :data:`BACK_MIN`),
@@ -372,9 +367,10 @@ def _lobe_sites(symbols, kind, centres, pair_kind: dict, neighbours, options: Pr
         if a in normals:
             out += [Site(f"{kind[a]}>p{d:g}", None, tuple(centres[a] + sign * d * normals[a]), (a,))
                     for d in options.lobe_distances for sign in (1, -1)]
-    for (i, j), (first, second) in pair_kind.items():
+    for i, j in pairs:
         if not (known[i] and known[j] and i in normals and j in normals):
             continue
+        first, second = sorted((kind[i], kind[j]))
         middle = 0.5 * (centres[i] + centres[j])
         n_i, n_j = normals[i], normals[j]  # a twisted bond: the mean plane, whatever the atom order
         normal = _unit(n_i + np.copysign(1.0, float(n_i @ n_j)) * n_j)
@@ -383,8 +379,9 @@ def _lobe_sites(symbols, kind, centres, pair_kind: dict, neighbours, options: Pr
         out += [Site(f"{first}-{second}>p{d:g}", None, tuple(middle + sign * d * normal), (i, j))
                 for d in options.bond_pi_distances for sign in (1, -1)]
         if options.bond_length_slopes:
+            stretch = bond_stretch(symbols[i], symbols[j], centres[i], centres[j])
             out += [Site(f"{first}-{second}>p{d:g}{SLOPE_SUFFIX}", None, tuple(middle + sign * d * normal),
-                         (i, j), stretch[i, j]) for d in options.bond_pi_distances for sign in (1, -1)]
+                         (i, j), stretch) for d in options.bond_pi_distances for sign in (1, -1)]
     return out
 
 
@@ -416,7 +413,7 @@ def small_rings(pairs: list[tuple[int, int]]) -> list[tuple[int, ...]]:
     return found + sorted(fours)
 
 
-def _ring_sites(symbols, centres, pair_kind: dict, options: PriorOptions) -> list[Site]:
+def _ring_sites(symbols, kind, centres, pairs, neighbours, options: PriorOptions) -> list[Site]:
     """Strained-ring sites (rows in the atom table, terms of ``exponents``): for every bond of a
     3- or 4-membered ring, ``K1-K2>rN@D`` at distance D (Bohr) from the bond's midpoint, in the
     ring's plane, away from the ring's centre, and ``K1-K2>rN@-D`` as far towards it. Terms on the
@@ -425,9 +422,8 @@ def _ring_sites(symbols, centres, pair_kind: dict, options: PriorOptions) -> lis
     ``benchmarks/prior_heldout.py`` breaks it down). A bond in two small rings gets sites for
     each."""
     known = [s in options.elements for s in symbols]
-    kinds_of = {tuple(sorted(pair)): kinds for pair, kinds in pair_kind.items()}
     out = []
-    for ring in small_rings(list(kinds_of)):
+    for ring in small_rings(pairs):
         if not all(known[a] for a in ring):
             continue
         centroid = centres[list(ring)].mean(axis=0)
@@ -438,7 +434,7 @@ def _ring_sites(symbols, centres, pair_kind: dict, options: PriorOptions) -> lis
             outward = None if axis is None else _unit(out_dir - (out_dir @ axis) * axis)
             if outward is None:
                 continue
-            first, second = kinds_of[tuple(sorted((a, b)))]
+            first, second = sorted((kind[a], kind[b]))
             out += [Site(f"{first}-{second}>r{len(ring)}@{sign * d:g}", None,
                          tuple(middle + sign * d * outward), tuple(sorted((a, b))))
                     for d in options.ring_distances for sign in (1, -1)]
@@ -454,8 +450,8 @@ def kept_sites(mol, options: PriorOptions, bond_rows, nearest: bool = False) -> 
     hydrogens of a CH3 on a sulfur: their terms were fitted beside a corrected carbon and its
     bond terms; without this rule ``benchmarks/unseen_elements.sh`` measured dimethyl sulfoxide
     at 22.8% Err_rho under the shipped prior, against 14.4% for the plain SAD); one step, no
-    cascade. The fit and the prior use the same rule. ``nearest``: as in :func:`sites` (then only
-    a bond joining two elements no fitted bond joins counts as unseen)."""
+    cascade. The fit and the prior use the same rule. ``nearest``: as in :func:`sites` (atom
+    kinds only; a bond kind the fit never saw still counts as unseen)."""
     found = sites(mol, options, nearest)
     if not (options.bond_positions or options.lobe_distances or options.bond_pi_distances
             or options.ring_distances):
@@ -528,7 +524,7 @@ def correction_channels(mol, grid: Grid, which: str, options: PriorOptions) -> n
 
 def prior_density(mol, grid: Grid, which: str, options: PriorOptions) -> np.ndarray:
     """The prior ``(X, Y, Z)`` float32 in e/Bohr^3 on the ``which`` mesh of a placed molecule
-    (see the module docstring); kinds the fit never saw take their nearest fitted kind's terms.
+    (see the module docstring); atom kinds the fit never saw are read as the nearest fitted kind.
 
     On the fine mesh, the wide terms (exponents up to :func:`smooth_exponent_limit`) are summed
     on the coarse mesh and carried to the fine one by Fourier interpolation, which is exact for
@@ -570,8 +566,8 @@ def smooth_exponent_limit(grid: Grid) -> float:
     """Bohr^-2: the largest exponent whose periodic Gaussian the coarse mesh of ``grid``
     represents to :data:`GAUSSIAN_CUTOFF`: the Gaussian's Fourier transform,
     ``exp(-G^2 / (4 alpha))``, has fallen to the cutoff at the coarse Nyquist frequency ``pi / h``
-    (``h`` the coarsest spacing, Bohr); ~0.75 for QM9's grids (0.2 and 0.4 of the atom terms,
-    0.5 of the bond terms)."""
+    (``h`` the coarsest spacing, Bohr); 1.2 for QM9's grids (0.2, 0.4 and 0.8 of the atom terms,
+    0.5 and 1 of the bond terms)."""
     nyquist = np.pi / float(np.max(grid.spacing("coarse")))
     return nyquist**2 / (4 * -np.log(GAUSSIAN_CUTOFF))
 
