@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     base = TrainConfig.load(args.config).model_config.base
     ids = DatasetStore.open(args.store).entry_ids(args.split)[:args.limit]
+    if not ids:
+        raise SystemExit(f"prior_heldout: the store has no entries in the split {args.split!r} "
+                         "(train, validation, test)")
     molecules = entry_molecules(args.store, ids)
     unseen = [unseen_kinds(mol, base.options) for mol in molecules]
     if args.kinds_only:

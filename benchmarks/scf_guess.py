@@ -1,13 +1,15 @@
 """SCF cycles and wall time from the model's guess against PySCF's ``minao`` and ``atom``.
 
 For the first ``--n`` QM9 test molecules, ``fast`` preset, the same box for every guess (the
-model's). The model guess's time includes the prediction and the one-step diagonalisation.
+model's). The model guess's time includes the prediction and the Kohn-Sham potential of the
+predicted density, which the SCF's first cycle diagonalises (``rhosr.dft.guess.start_from_density``;
+its cycles count that diagonalisation, as minao's count the first diagonalisation of theirs).
 
     OMP_NUM_THREADS=2 python benchmarks/scf_guess.py --n 30 [--model M] [--label-store STORE]
         [--guesses minao atom] [--fresh]
 
 ``--label-store``: also start from each molecule's own converged ``fast`` DFT density (the
-store's label, same box) through the same one-step density matrix: the best a perfect model
+store's label, same box) the same way: the best a perfect model
 could do on this path (column ``label``; cached like minao/atom; its time has no prediction).
 
 The ``minao`` and ``atom`` runs do not depend on the model: they are kept in
@@ -92,10 +94,11 @@ def main() -> None:
         g: (np.mean([r[g]["cycles"] for r in runs]), np.mean([r[g]["total_seconds"] for r in runs]))
         for g in guesses
     }
+    command = " ".join("STORE" if a == args.label_store else a for a in sys.argv)  # no machine's path
     lines = [
         "# SCF from the model's density vs PySCF's guesses (`fast` preset)",
         "",
-        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python {' '.join(sys.argv)}`; "
+        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python {command}`; "
         f"model `{folder.name}`.",
         "",
         "| guess | mean cycles | mean wall s (incl. prediction for model) | OMP threads when measured |",

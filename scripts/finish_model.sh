@@ -42,7 +42,7 @@ benchmarks/unseen_elements.sh "$NAME"
 
 step "one-step DFT and the SCF start (30 test molecules)"
 OMP_NUM_THREADS=2 "$PYTHON" benchmarks/onestep_qm9.py --n 30 --model "$NAME"
-OMP_NUM_THREADS=2 "$PYTHON" benchmarks/scf_guess.py --n 30 --model "$NAME" --guesses minao --fresh
+OMP_NUM_THREADS=2 "$PYTHON" benchmarks/scf_guess.py --n 30 --model "$NAME" --guesses minao --label-store "$STORE" --fresh
 
 step "prediction against DFT through the command line"
 "$PYTHON" benchmarks/predict_cli_vs_dft.py --n 10 --model "$NAME"

@@ -13,6 +13,36 @@ def test_read_xyz_file(water_xyz):
     assert mol.n_valence == 8
 
 
+def test_plain_xyz_is_read_without_ase_io_as_ase_reads_it(tmp_path):
+    """The plain-XYZ fast path gives ASE's atoms (first frame); anything else goes to ASE."""
+    import ase.io
+
+    from rhosr.molecule import _read_plain_xyz
+
+    text = ("3\nwater, a comment\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+            "2\nsecond frame\nH 0 0 0\nH 0 0 0.74\n")
+    plain = tmp_path / "water.xyz"
+    plain.write_text(text)
+    atoms, reference = _read_plain_xyz(str(plain)), ase.io.read(plain, index=0)
+    assert atoms.get_chemical_symbols() == reference.get_chemical_symbols()
+    np.testing.assert_array_equal(atoms.positions, reference.positions)
+    assert read_molecule(str(plain)).symbols == ["O", "H", "H"]
+    extended = tmp_path / "ext.xyz"
+    extended.write_text('1\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+                        "He 0 0 0\n")
+    ase.io.write(tmp_path / "ase.xyz", reference)  # ASE's own extended XYZ of a molecule: plain
+    assert "Properties=" in (tmp_path / "ase.xyz").read_text()
+    np.testing.assert_array_equal(_read_plain_xyz(str(tmp_path / "ase.xyz")).positions, reference.positions)
+    columns = tmp_path / "columns.xyz"
+    columns.write_text("1\nProperties=species:S:1:pos:R:3:forces:R:3\nHe 0 0 0 1 1 1\n")
+    assert _read_plain_xyz(str(columns)) is None
+    numbers = tmp_path / "numbers.xyz"
+    numbers.write_text("1\n\n2 0 0 0\n")
+    assert _read_plain_xyz(str(extended)) is None and _read_plain_xyz(str(numbers)) is None
+    with pytest.warns(UserWarning, match="periodic cell is ignored"):
+        assert read_molecule(str(extended), check=False).symbols == ["He"]
+
+
 def test_read_qm9_index():
     mol = read_molecule("qm9:1")
     assert sorted(mol.symbols) == ["C", "H", "H", "H", "H"]

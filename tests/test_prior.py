@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import yaml
@@ -397,6 +399,31 @@ def test_prior_bond_length_slopes_scale_with_the_bond_stretch():
         PriorOptions(typed=True, bond_length_slopes=True)
 
 
+def test_prior_bond_stretch_is_clipped_to_the_range_the_fit_saw():
+    """``bond_stretch_ranges``: a bond longer (or shorter) than any of its kind in the fit reads
+    as the longest (shortest) one; ``stretch_ranges`` gives those ranges, widened to 4 decimals."""
+    from ase import Atoms
+
+    from rhosr.molecule import Molecule
+    from rhosr.prior import stretch_ranges
+
+    plain = PriorOptions(("H", "C"), typed=True, bond_positions=(0.5,), bond_exponents=(2.0,),
+                         bond_length_slopes=True)
+    molecules = []
+    for length in (1.53, 1.63):
+        xyz = [(x * length / 1.53 if n == 1 or n >= 5 else x, y, z) for n, (x, y, z) in enumerate(ETHANE)]
+        molecules.append(place_in_box(Molecule(Atoms("C2H6", xyz), name="ethane"))[0])
+    ranges = stretch_ranges(molecules, plain)
+    assert ranges["C4-C4"] == pytest.approx([0.1, 1.1], abs=1e-4)
+    assert ranges["C4-C4"][0] <= 0.1 + 1e-9 <= 1.1 <= ranges["C4-C4"][1] + 1e-9 and "C4-H1" in ranges
+    clipped = dataclasses.replace(plain, bond_stretch_ranges={"C4-C4": [0.2, 0.5]})
+    for mol, expected in zip(molecules, (0.2, 0.5)):
+        (slope,) = [s for s in sites(mol, clipped) if s.row == "C4-C4/dL"]
+        assert slope.weight == pytest.approx(expected)
+    with pytest.raises(InputError, match="bond_stretch_ranges"):
+        dataclasses.replace(plain, bond_stretch_ranges={"C4-C4": [0.5, 0.2]})
+
+
 def test_prior_wide_terms_summed_on_the_coarse_mesh_are_exact(water, monkeypatch):
     """The wide terms go through the coarse mesh and Fourier interpolation: the prior equals the
     one with every term on the fine mesh to float32 rounding."""
@@ -702,6 +729,7 @@ def test_prior_fit_with_bond_length_slopes_starts_from_a_fit_without(tiny_store,
     assert set(fitted.bond_kinds) == set(start.bond_kinds) | {k + "/dL" for k in start.bond_kinds}
     slopes = [row for kind, row in zip(fitted.bond_kinds, fitted.bond_coefficients) if kind.endswith("/dL")]
     assert np.abs(np.array(slopes)).max() > 0
+    assert set(fitted.bond_stretch_ranges) == set(start.bond_kinds) and not start.bond_stretch_ranges
     code, _, err = run_cli("fit-prior", "--store", tiny_store, "--config", plain, "--out",
                            tmp_path / "c.yaml", "--no-progress", "--l1-iterations", "1", "--start",
                            tmp_path / "b.yaml")

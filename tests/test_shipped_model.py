@@ -142,13 +142,13 @@ def test_shipped_model_off_grid_rotation_within_measured_tolerance(water):
     assert np.linalg.norm(sad - sad_other) <= TURN_SAD_DIPOLE_TOL
 
 
-DEFAULT_BOX_ERR_RHO = 1.686043  # percent: qm9-unet on BOX's molecule (qm9:19434) through predict()
+DEFAULT_BOX_ERR_RHO = 1.686344  # percent: qm9-unet on BOX's molecule (qm9:19434) through predict()
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
 def test_default_model_err_rho_on_committed_box_is_pinned(runtime):
     """The default model, as ``rhosr predict`` runs it (inputs, fitted prior, network), on the
-    committed box's molecule against its label: pinned on 2026-12-04 (torch 2.13.0+cpu, one
+    committed box's molecule against its label: pinned on 2026-12-05 (torch 2.13.0+cpu, one
     thread; both runtimes gave the same value)."""
     from rhosr.predict import DEFAULT_MODEL
 
@@ -158,3 +158,26 @@ def test_default_model_err_rho_on_committed_box_is_pinned(runtime):
     assert result.density.shape == label.shape
     err = err_rho(result.density, label, voxel_volume, n_electrons)
     assert err == pytest.approx(DEFAULT_BOX_ERR_RHO, abs=BOX_ERR_RHO_TOL)
+
+
+def test_base_only_is_the_default_models_fitted_prior_rescaled(tmp_path, run_cli, tiny_model_dir):
+    """``--base-only``: the fitted prior through the ReLU, rescaled to N_e (what evaluate reports
+    as the base's error), no network; a model whose base is not a fine-mesh density refuses."""
+    from rhosr.predict import DEFAULT_MODEL, load_predictor, model_folder
+    from rhosr.prior import prior_density, rescaled
+
+    mol = read_molecule("qm9:19434")
+    result = predict(mol, DEFAULT_MODEL, base_only=True)
+    assert result.timings["runtime"] == "base"
+    options = load_predictor(model_folder(DEFAULT_MODEL), runtime="torch")[0].config.base.options
+    expected = rescaled(prior_density(result.placed, result.grid, "fine", options), mol.n_valence,
+                        result.grid.voxel_volume("fine"))
+    np.testing.assert_allclose(result.density, expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
+    _, label, n_electrons, voxel_volume = _box()
+    assert abs(err_rho(result.density, label, voxel_volume, n_electrons) - DEFAULT_BOX_ERR_RHO) < 0.05
+    code, _, err = run_cli("predict", "qm9:1", "-o", tmp_path / "a.cube", "--base-only", "--model",
+                           tiny_model_dir)
+    assert code == 2 and "--base-only needs a model whose base is a fine-mesh density" in err
+    assert not (tmp_path / "a.cube").exists()
+    code, _, err = run_cli("predict", "qm9:1", "-o", tmp_path / "a.cube", "--base-only", "--tile", "8")
+    assert code == 2 and "do not apply" in err

@@ -207,11 +207,14 @@ def _from_qm9(index_text: str, charge: int, spin: int) -> Molecule:
 
 
 def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
-    import ase.io
-
     name = os.path.splitext(os.path.basename(path))[0]
     if (fmt or os.path.splitext(path)[1].lstrip(".").lower()) in ("xyz", "extxyz"):
         _check_xyz_counts(path)
+        atoms = _read_plain_xyz(path)
+        if atoms is not None:
+            return Molecule(atoms, charge, spin, name=name)
+    import ase.io
+
     try:
         atoms = ase.io.read(path, index=0, format=fmt)
     except StopIteration:
@@ -226,6 +229,39 @@ def _from_file(path: str, charge: int, spin: int, fmt: str | None) -> Molecule:
                       "an isolated molecule in a box of their own", RhosrWarning, stacklevel=3)
     atoms = Atoms(atoms.get_chemical_symbols(), atoms.get_positions())
     return Molecule(atoms, charge, spin, name=name)
+
+
+def _read_plain_xyz(path: str) -> Atoms | None:
+    """The first frame of a plain XYZ file (an atom count, a comment line, then ``symbol x y z``
+    lines in Angstrom), or None for anything else, which ASE reads: a comment with a ``Lattice``
+    (a periodic cell) or with ``Properties`` other than species and positions (extended XYZ as
+    ASE writes it for a molecule is plain), other columns, atomic numbers for symbols, ...
+    Decided for speed: importing ``ase.io`` costs 0.5-1 s (it pulls in SciPy), as much as
+    predicting a small molecule, and an XYZ file is what most users pass; the atoms are the ones
+    ASE reads (tested)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    try:
+        count = int(lines[0].strip())
+    except (IndexError, ValueError):
+        return None
+    comment = lines[1].lower() if len(lines) > 1 else ""
+    if count < 1 or len(lines) < count + 2 or "lattice=" in comment or (
+            "properties=" in comment and "properties=species:s:1:pos:r:3" not in comment.split()):
+        return None
+    symbols, positions = [], []
+    for line in lines[2:count + 2]:
+        fields = line.split()
+        if len(fields) != 4 or fields[0] not in chemical_symbols[1:]:
+            return None
+        try:
+            positions.append([float(x) for x in fields[1:]])
+        except ValueError:
+            return None
+        symbols.append(fields[0])
+    if not np.isfinite(positions).all():
+        return None  # ASE's reader says why
+    return Atoms(symbols, positions)
 
 
 def _check_xyz_counts(path: str) -> None:

@@ -289,9 +289,11 @@ def periodic_factors(
     ``(n_terms, len(indices))`` for the terms ``exponents[t]``, ``powers[t]``.
     """
     idx = np.arange(int(np.ceil((centre - radius) / spacing)), int(np.floor((centre + radius) / spacing)) + 1)
-    wrapped, inverse = np.unique(idx % n, return_inverse=True)
     d = idx * spacing - centre
     values = d ** powers[:, None] * np.exp(-exponents[:, None] * d * d)
+    if len(idx) and idx[0] >= 0 and idx[-1] < n:  # inside the box: nothing wraps (most calls)
+        return idx, values
+    wrapped, inverse = np.unique(idx % n, return_inverse=True)
     if len(wrapped) == len(idx):  # no plane reached twice: a permutation
         folded = np.empty_like(values)
         folded[:, inverse] = values
@@ -306,9 +308,12 @@ def add_periodic_block(array: np.ndarray, windows: Sequence[np.ndarray], block: 
     each window is cut into runs of consecutive indices (a window that wraps around the box
     makes two), and each run combination is one slice assignment, much faster than fancy
     indexing or ``np.add.at`` on large blocks. A window with a repeated index is refused."""
+    windows = [np.asarray(window) for window in windows]
+    if all(len(w) and (np.diff(w) == 1).all() for w in windows):  # one run each (most calls)
+        array[tuple(slice(int(w[0]), int(w[0]) + len(w)) for w in windows)] += block
+        return
     runs = []
     for window in windows:
-        window = np.asarray(window)
         if len(np.unique(window)) != len(window):
             raise ValueError("add_periodic_block: a window repeats an index")
         breaks = np.flatnonzero(np.diff(window) != 1) + 1

@@ -230,8 +230,11 @@ def predict(
     progress=None,
     runtime: str = "auto",
     prepared: Prepared | None = None,
+    base_only: bool = False,
 ) -> Prediction:
     """Predict the density of ``mol`` with a model folder or shipped model name.
+
+    ``base_only``: the model's base alone, without its network (:func:`check_base_only`).
 
     ``runtime`` (:data:`RUNTIMES`): ``auto`` runs ONNX Runtime where it can and PyTorch where
     it cannot (tiles, rotations, CUDA, a box whose whole-box pass exceeds the memory budget),
@@ -252,6 +255,8 @@ def predict(
     if prepared is None or prepared.mol is not mol:
         prepared = prepare(meta, mol)
     placed, grid = prepared.placed, prepared.grid
+    if base_only:
+        return _predict_base(net, mol, prepared)
     forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
     if getattr(net, "runtime", "torch") == "onnxruntime":
         budget = default_memory_budget_gb() if max_memory_gb is None else max_memory_gb
@@ -291,6 +296,29 @@ def predict(
     t_model = time.perf_counter() - t0
     return Prediction(density, grid, placed, inputs[0],
                       {"sad_s": t_sad, "model_s": t_model, "tile": tile, "runtime": "torch"})
+
+
+def check_base_only(net) -> None:
+    """InputError unless ``net``'s base is a density on the fine mesh (``fitted_prior``,
+    ``sad_fine``): ``--base-only`` predicts that density (through the ReLU, rescaled to N_e, as
+    the model treats its output) without running the network. Decided as an option, not the
+    default, because the network is the model; on a model whose network adds little to its base
+    (its card says: ``err_base`` beside Err_rho) it buys the speed of not running it."""
+    if not net.needs_fine:
+        raise InputError("--base-only needs a model whose base is a fine-mesh density (fitted_prior or "
+                         "sad_fine); this model's base is computed from its network's input")
+
+
+def _predict_base(net, mol: Molecule, prepared: Prepared) -> Prediction:
+    """The model's base alone (:func:`check_base_only`)."""
+    from rhosr.onnx_runtime import rescale_to_electrons
+
+    check_base_only(net)
+    inputs, fine, t_sad = prepared.build(net)
+    t0 = time.perf_counter()
+    density = rescale_to_electrons(np.maximum(fine, 0.0), mol.n_valence, prepared.grid.voxel_volume("fine"))
+    return Prediction(density, prepared.grid, prepared.placed, inputs[0],
+                      {"sad_s": t_sad, "model_s": time.perf_counter() - t0, "tile": None, "runtime": "base"})
 
 
 def _predict_onnx(net, mol: Molecule, prepared: Prepared) -> Prediction:

@@ -25,7 +25,15 @@ least-squares pass; an L1 pass with ring terms as well took 19). After each pass
 coefficients are saved beside OUT (OUT.partial.npz); the same command run again after an
 interruption resumes after the last saved pass. --start FITTED continues a finished fit: it
 skips the least-squares pass and runs --l1-iterations more passes from FITTED's coefficients
-(FITTED may lack bond_length_slopes: those terms start at zero; kinds it lacks too).
+(FITTED may lack bond_length_slopes: those terms start at zero; kinds it lacks too); with
+--l1-iterations 0 it writes FITTED's coefficients as they are, with the bond stretch ranges of
+the molecules (below) and the checks.
+
+With bond_length_slopes, OUT also records for each bond kind the range of bond stretches its
+molecules have (bond_stretch_ranges): prediction clips a bond's stretch into that range, so a
+slope fitted on some bond lengths is never extrapolated to others (on QM9, a seven-membered ring
+of four nitrogens with C=N bonds longer than any fitted one: 4.5% Err_rho unclipped, 3.6%
+clipped; docs/guide/models.md).
 
 With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)
 keeps their coefficients from growing large with alternating signs, which fit the training
@@ -63,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", default=None,
                         help="a config rhosr fit-prior wrote with the same terms (or the same without "
                         "bond_length_slopes): skip the least-squares fit and run the --l1-iterations "
-                        "passes from its coefficients (a fit continued with more passes)")
+                        "passes from its coefficients (a fit continued with more passes; 0 passes: "
+                        "its coefficients as they are, re-checked)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -129,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
         start = TrainConfig.load(args.start).model_config.base
         if start.name != "fitted_prior" or not start.options.coefficients:
             raise InputError(f"{args.start}: not a fitted prior (a config written by rhosr fit-prior)")
-        if not args.l1_iterations:
-            raise InputError("--start runs L1 passes from a fitted prior: give --l1-iterations >= 1")
         start = start.options
     partial = out.with_name(f"{out.name}.partial.npz")  # the passes so far: an interrupted fit resumes
     fitted = fit_prior(args.store, ids, base.options, progress=not args.no_progress,
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if fitted["resumed"]:
         print(f"resumed after pass {fitted['resumed']} from {partial.name}")
     options = fitted["options"]
+    fitted_here = bool(args.l1_iterations or not args.start)  # else no penalty was used
     n_ring = sum(">r" in row for row in options.atom_rows)
     n_lobe = sum(">" in row for row in options.atom_rows) - n_ring
     n_atom = len(options.atom_rows) - n_lobe - n_ring
@@ -146,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
              f"prior {np.mean(fitted['prior_err']):.2f}% (mean); {n_atom} atom kinds, "
              f"{len(options.bond_kinds)} bond kinds" + (f", {n_lobe} lobe kinds" if n_lobe else "")
              + (f", {n_ring} ring kinds" if n_ring else "")
-             + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations else "; least squares")
+             + (f"; {args.l1_iterations} L1 passes" if args.l1_iterations
+                else "; the coefficients as they are" if args.start else "; least squares")
              + (f" from {Path(args.start).name}" if args.start else "")
-             + (f"; ridge {args.ridge:g}" if args.ridge else "")
-             + (f"; smoothness {args.smooth:g}" if args.smooth else "")]
+             + (f"; ridge {args.ridge:g}" if args.ridge and fitted_here else "")
+             + (f"; smoothness {args.smooth:g}" if args.smooth and fitted_here else "")]
     if args.l1_iterations:
         lines.append("mean |label - prior| on them (Err_rho %, not rescaled) at the start of each L1 "
                      "pass: " + " -> ".join(f"{e:.2f}" for e in fitted["passes"][1:]))

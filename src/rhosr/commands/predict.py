@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "it can, torch for --device cuda, --tile, --rotations, boxes too large for memory and "
              "folders without a current model.onnx; same result to float rounding)",
     )
+    parser.add_argument(
+        "--base-only",
+        action="store_true",
+        help="skip the network: the model's base alone (for qm9-unet its fitted prior, through the "
+             "ReLU and rescaled to N_e), faster; the model card gives both errors (Err_rho of the "
+             "model and of its base). Needs a base on the fine mesh (fitted_prior, sad_fine)",
+    )
     parser.add_argument("--png", action="store_true", help="also write isosurface and slice PNGs")
     parser.add_argument("--html", action="store_true", help="also write an interactive HTML view")
     parser.add_argument(
@@ -133,11 +140,19 @@ def run(args: argparse.Namespace) -> int:
     folder = model_folder(args.model)
     runtime = runtime_for(args.tile, args.rotations, args.runtime)
     net, meta = load_predictor(folder, args.device, runtime)
+    if args.base_only:
+        from rhosr.predict import check_base_only
+
+        if args.tile is not None or args.rotations != 1:
+            raise InputError("--base-only runs no network: --tile and --rotations do not apply")
+
+        check_base_only(net)
     val = meta.get("val_err")
     engine = "onnxruntime" if getattr(net, "runtime", "torch") == "onnxruntime" else "PyTorch"
     report(
         f"model {folder.name} ({net.describe()}, x{net.upscale}; validation Err_rho "
         f"{'n/a' if val is None else f'{val:.2f}%'}) on {args.device} with {engine}"
+        + (": its base only (--base-only), the network is not run" if args.base_only else "")
     )
     # A batch writes each molecule's file on a second thread while the next one is predicted
     # (formatting and writing a cube, 0.1-0.8 s, overlaps the network), and computes the next
@@ -159,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             with _TileProgress(mol.name, args.quiet) as progress:
                 result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
                                  rotations=args.rotations, progress=progress, runtime=args.runtime,
-                                 prepared=prepared)
+                                 prepared=prepared, base_only=args.base_only)
             del prepared
             predicted_s = time.perf_counter() - t0
             if pending is not None:

@@ -10,11 +10,12 @@ from rhosr.commands.common import Reporter, add_molecule_arguments
 DESCRIPTION = """\
 Run the PySCF GPW Kohn-Sham SCF of a molecule (as `rhosr dft`, same box) from an initial guess:
   model  - the predicted density (shipped model, or --model), carried to the SCF mesh by
-           Fourier truncation, then one Kohn-Sham diagonalisation gives the guess density matrix;
+           Fourier truncation; its Kohn-Sham matrix is the SCF's first Fock matrix (cycle 1
+           diagonalises it: the one-step density matrix);
   minao  - PySCF's default (superposition of minimal-basis atomic densities);
   atom   - PySCF's spherically averaged atomic UHF/UKS densities.
-Reports the SCF cycles, the SCF time, the time of the guess (prediction + one step) and the
-final energy (Hartree)."""
+Reports the SCF cycles, the SCF time, the time of the guess (prediction + the Kohn-Sham
+potential of the density) and the final energy (Hartree)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +37,9 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
             density=None) -> dict:
     """Run the SCF of ``mol`` from ``guess``; returns cycles, seconds and energy (Hartree).
 
-    ``guess="density"`` starts from a given density instead of the model's, through the same
-    one-step density matrix: ``density = (placed molecule, grid, rho on the fine mesh)`` (e.g. a
-    DFT label, for the best case of the model guess)."""
+    ``guess="density"`` starts from a given density instead of the model's, the same way
+    (:func:`rhosr.dft.guess.start_from_density`): ``density = (placed molecule, grid, rho on the
+    fine mesh)`` (e.g. a DFT label, for the best case of the model guess)."""
     import time
 
     from rhosr.config import get_preset
@@ -66,10 +67,10 @@ def run_scf(mol, guess: str, preset_name: str = "fast", model=None, margin: floa
         rho = None
     mf = make_scf(scf_cell(placed, grid, preset), preset)
     if rho is not None:
-        from rhosr.dft.guess import guess_from_density
+        from rhosr.dft.guess import start_from_density
 
         t0 = time.perf_counter()
-        dm0 = guess_from_density(mf, rho)
+        dm0 = start_from_density(mf, rho)
         guess_seconds = predict_seconds + time.perf_counter() - t0
     else:
         mf.init_guess = guess
