@@ -256,6 +256,8 @@ def predict(
         prepared = prepare(meta, mol)
     placed, grid = prepared.placed, prepared.grid
     if base_only:
+        if tile is not None or rotations != 1:
+            raise InputError("--base-only runs no network: --tile and --rotations do not apply")
         return _predict_base(net, mol, prepared)
     forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
     if getattr(net, "runtime", "torch") == "onnxruntime":

@@ -7,7 +7,7 @@ SCF as the potential of its starting point, so the SCF's first cycle diagonalise
 matrix of the predicted density (the one-step density matrix) and every later cycle is PySCF's
 own. :func:`guess_from_density` instead returns that one-step density matrix, for SCFs that
 must start from a density matrix (its first cycle then builds the potential again, one Fock
-build more: measured ~0.8 s of a QM9 molecule's ~9 s SCF with the ``fast`` preset).
+build more, about one SCF cycle).
 """
 
 from __future__ import annotations
