@@ -124,7 +124,7 @@ class OnnxModel:
 
     @functools.cached_property
     def _prior_options(self):
-        """The fitted prior's options, read (and checked) once: ~13 ms a molecule otherwise."""
+        """The fitted prior's options, read (and checked) once, not for every molecule."""
         from rhosr.prior import PriorOptions
         from rhosr.schema import typed_from_dict
 
@@ -180,7 +180,7 @@ def load_onnx_model(folder: str | os.PathLike) -> OnnxModel:
     # ONNX Runtime's idle intra-op threads spin by default, holding the cores on which a batch of
     # `rhosr predict` computes the next molecule's prior and writes the last cube. Measured on 2
     # cores, `rhosr predict` over 10 QM9 molecules, runs alternated: 9.8-10.0 s without spinning,
-    # 10.4-11.8 s with it; one molecule 1.57 s against 1.51 s.
+    # 10.4-11.8 s with it; one molecule 1.57 s against 1.49-1.53 s.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

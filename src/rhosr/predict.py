@@ -256,8 +256,7 @@ def predict(
         prepared = prepare(meta, mol)
     placed, grid = prepared.placed, prepared.grid
     if base_only:
-        if tile is not None or rotations != 1:
-            raise InputError("--base-only runs no network: --tile and --rotations do not apply")
+        check_base_only(net, tile, rotations)
         return _predict_base(net, mol, prepared)
     forward_bytes = net.bytes_per_voxel * math.prod(grid.coarse_mesh)
     if getattr(net, "runtime", "torch") == "onnxruntime":
@@ -300,12 +299,15 @@ def predict(
                       {"sad_s": t_sad, "model_s": t_model, "tile": tile, "runtime": "torch"})
 
 
-def check_base_only(net) -> None:
+def check_base_only(net, tile: int | None = None, rotations: int = 1) -> None:
     """InputError unless ``net``'s base is a density on the fine mesh (``fitted_prior``,
-    ``sad_fine``): ``--base-only`` predicts that density (through the ReLU, rescaled to N_e, as
-    the model treats its output) without running the network. Decided as an option, not the
-    default, because the network is the model; on a model whose network adds little to its base
-    (its card says: ``err_base`` beside Err_rho) it buys the speed of not running it."""
+    ``sad_fine``) and no tiles or rotations are asked for: ``--base-only`` predicts that density
+    (through the ReLU, rescaled to N_e, as the model treats its output) without running the
+    network. Decided as an option, not the default, because the network is the model; on a
+    model whose network adds little to its base (its card says: ``err_base`` beside Err_rho) it
+    buys the speed of not running it."""
+    if tile is not None or rotations != 1:
+        raise InputError("--base-only runs no network: --tile and --rotations do not apply")
     if not net.needs_fine:
         raise InputError("--base-only needs a model whose base is a fine-mesh density (fitted_prior or "
                          "sad_fine); this model's base is computed from its network's input")
@@ -315,7 +317,6 @@ def _predict_base(net, mol: Molecule, prepared: Prepared) -> Prediction:
     """The model's base alone (:func:`check_base_only`)."""
     from rhosr.onnx_runtime import rescale_to_electrons
 
-    check_base_only(net)
     inputs, fine, t_sad = prepared.build(net)
     t0 = time.perf_counter()
     density = rescale_to_electrons(np.maximum(fine, 0.0), mol.n_valence, prepared.grid.voxel_volume("fine"))

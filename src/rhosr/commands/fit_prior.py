@@ -32,7 +32,7 @@ the molecules (below) and the checks.
 With bond_length_slopes, OUT also records for each bond kind the range of bond stretches its
 molecules have (bond_stretch_ranges): prediction clips a bond's stretch into that range, so a
 slope fitted on some bond lengths is never extrapolated to others (on QM9, a seven-membered ring
-of four nitrogens with C=N bonds longer than any fitted one: 4.5% Err_rho unclipped, 3.6%
+of four nitrogens with C-N bonds longer than any fitted one: 4.5% Err_rho unclipped, 3.6%
 clipped; docs/guide/models.md).
 
 With many bond positions, neighbouring bond terms are nearly collinear: --ridge (or --smooth)

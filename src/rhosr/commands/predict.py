@@ -143,10 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.base_only:
         from rhosr.predict import check_base_only
 
-        if args.tile is not None or args.rotations != 1:
-            raise InputError("--base-only runs no network: --tile and --rotations do not apply")
-
-        check_base_only(net)
+        check_base_only(net, args.tile, args.rotations)  # before any molecule is predicted
     val = meta.get("val_err")
     engine = "onnxruntime" if getattr(net, "runtime", "torch") == "onnxruntime" else "PyTorch"
     report(

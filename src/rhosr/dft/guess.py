@@ -41,20 +41,19 @@ def _keep_core_matrices(mf):
     return hcore, overlap
 
 
-def _potential_on_scf_mesh(mf, rho_fine: np.ndarray):
-    from rhosr.dft.onestep import kohn_sham_potential
-
-    rho = np.clip(fourier_resample(rho_fine, mf._numint.mesh), 0.0, None)
-    return kohn_sham_potential(mf, rho)[0]
+def _on_scf_mesh(mf, rho_fine: np.ndarray) -> np.ndarray:
+    """The fine-mesh density on ``mf``'s mesh (Fourier truncation), negative ringing set to 0."""
+    return np.clip(fourier_resample(rho_fine, mf._numint.mesh), 0.0, None)
 
 
 def guess_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
     """Initial density matrix for ``mf`` from a fine-mesh density: one diagonalisation of the
     Kohn-Sham matrix of that density on ``mf``'s mesh (no energies). ``mf`` keeps the core
     Hamiltonian and overlap matrices this computes, for the SCF that follows."""
-    hcore, overlap = _keep_core_matrices(mf)
-    mo_energy, mo_coeff = mf.eig(hcore + _potential_on_scf_mesh(mf, rho_fine), overlap)
-    return mf.make_rdm1(mo_coeff, mf.get_occ(mo_energy, mo_coeff))
+    from rhosr.dft.onestep import diagonalise
+
+    _keep_core_matrices(mf)
+    return diagonalise(mf, _on_scf_mesh(mf, rho_fine))[-1]
 
 
 def start_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
@@ -70,6 +69,7 @@ def start_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
     from :func:`guess_from_density`. ``dm0`` (zeros) only stands in for the density: the "init
     E" PySCF logs before cycle 1 is not an energy of anything, cycle 1's is.
     """
+    from rhosr.dft.onestep import kohn_sham_potential
     from rhosr.errors import InputError
 
     if getattr(mf.cell, "spin", 0):
@@ -78,7 +78,7 @@ def start_from_density(mf, rho_fine: np.ndarray) -> np.ndarray:
         raise InputError("starting from a density needs PySCF's plain first cycle "
                          "(no DIIS, level shift or damping in cycle 0)")
     hcore, _ = _keep_core_matrices(mf)
-    veff = _potential_on_scf_mesh(mf, rho_fine)
+    veff = kohn_sham_potential(mf, _on_scf_mesh(mf, rho_fine))[0]
     dm0 = np.zeros_like(hcore)
 
     def first_get_veff(cell=None, dm=None, *args, **kwargs):
