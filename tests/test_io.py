@@ -24,7 +24,7 @@ def test_cube_roundtrip(tmp_path):
     assert cube.integral == pytest.approx(rho.sum() * grid.voxel_volume("coarse"), rel=1e-6)
 
 
-def test_cube_bytes_are_ases(tmp_path):
+def test_cube_bytes_are_ases(tmp_path, monkeypatch):
     """rhosr's cube writer gives byte for byte what ASE's write_cube gives, on a density and on
     values that exercise printf's %e: signs, -0, rounding carries and near-ties, powers of ten,
     three-digit exponents, non-finite values."""
@@ -47,6 +47,17 @@ def test_cube_bytes_are_ases(tmp_path):
     values = np.concatenate([rng.lognormal(-5, 4, 20000), -rng.lognormal(0, 3, 200), awkward])
     assert format_e(values) == b"\n".join(b"%e" % x for x in values)
     assert format_e(np.array([])) == b""
+    # no negative value: the lines printf formats are patched in place where they are 13 bytes
+    positive = np.concatenate([rng.lognormal(-5, 4, 20000), [0.0, 9.9999995, 0.5, 1.0000005, 1e-100, 1e99,
+                                                            9.99999996e98, 2.5e-7, np.inf, np.nan]])
+    assert format_e(positive) == b"\n".join(b"%e" % x for x in positive)
+    ties = np.array([2.5e-7, 1.0000005])  # printf rounds these, in place of the 13-byte lines
+    assert format_e(ties) == b"%e\n%e" % tuple(ties)
+    import rhosr.cube_text
+
+    monkeypatch.setattr(rhosr.cube_text, "CHUNK", 997)  # chunk boundaries, slow values in later chunks
+    for chunked in (values, positive):
+        assert format_e(chunked) == b"\n".join(b"%e" % x for x in chunked)
 
 
 def test_npy_output(tmp_path):

@@ -218,3 +218,44 @@ def test_pixel_shuffle_exports_as_a_transposed_convolution_to_the_bit(tmp_path):
     for shape in ((5, 4, 7), (6, 3, 2)):
         x = torch.randn(1, 3 * 8, *shape)
         np.testing.assert_array_equal(session.run(None, {"x": x.numpy()})[0], Shuffle()(x).numpy())
+
+
+def test_threads_flag_sets_the_networks_threads_and_not_the_density(tmp_path, run_cli, monkeypatch):
+    """``--threads N``: ONNX Runtime's intra-op threads (default: every CPU, or OMP_NUM_THREADS),
+    for one molecule and a batch; the density does not depend on it; 0 is a one-line error."""
+    import rhosr.predict
+    from rhosr.onnx_export import export_onnx
+    from rhosr.onnx_runtime import default_threads, load_onnx_model
+
+    folder = _model_folder(tmp_path, "unet_groups_sad_fine")
+    export_onnx(folder)
+    assert load_onnx_model(folder, threads=1).session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    asked = []
+    real = rhosr.predict.load_predictor
+
+    def recording(*a, **k):
+        asked.append(a[3] if len(a) > 3 else k.get("onnx_threads"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(rhosr.predict, "load_predictor", recording)
+    (tmp_path / "w.xyz").write_text(WATER)
+    code, _, _ = run_cli("predict", tmp_path / "w.xyz", tmp_path / "w.xyz", "-o", tmp_path / "batch",
+                         "--model", folder, "--quiet", "--threads", "2")
+    assert code == 0 and set(asked) == {2}
+    asked.clear()
+    code, _, _ = run_cli("predict", tmp_path / "w.xyz", "-o", tmp_path / "one.cube", "--model", folder,
+                         "--quiet")
+    assert code == 0 and set(asked) == {None}  # the default
+    asked.clear()
+    code, _, _ = run_cli("predict", tmp_path / "w.xyz", "-o", tmp_path / "one1.cube", "--model", folder,
+                         "--quiet", "--threads", "1")
+    assert code == 0 and set(asked) == {1}
+    from rhosr.io import read_density_file
+
+    a, b = (read_density_file(tmp_path / name).rho for name in ("one.cube", "one1.cube"))
+    assert np.abs(a - b).max() <= 1e-5 * a.max()
+    code, _, err = run_cli("predict", tmp_path / "w.xyz", "-o", tmp_path / "bad.cube", "--model", folder,
+                           "--threads", "0")
+    assert code == 2 and err.count("\n") == 1 and "--threads" in err and not (tmp_path / "bad.cube").exists()

@@ -86,10 +86,10 @@ def test_predict_batch_computes_the_next_inputs_beside_the_network(tiny_model_di
     threads = []
     build = rhosr.predict.Prepared.build
 
-    def spy(self, net):
+    def spy(self, net, base_only=False):
         if self.inputs is None:
             threads.append(threading.current_thread() is threading.main_thread())
-        return build(self, net)
+        return build(self, net, base_only)
 
     monkeypatch.setattr(rhosr.predict.Prepared, "build", spy)
     argv = ["--model", str(tiny_model_dir), "--quiet", "--format", "npy"]

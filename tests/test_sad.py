@@ -136,3 +136,25 @@ def test_fine_sad_interpolation_equals_the_sad_linear_base_without_torch(shape, 
     np.testing.assert_array_equal(_interpolate_linear(a, up), ref)
     cut = tuple(slice(0, up * (n - 1) + 1) for n in shape)
     np.testing.assert_array_equal(_interpolate_linear(a, up, periodic=False), ref[cut])
+
+
+def test_recent_sad_is_remembered_as_a_copy(water):
+    """A prediction asks for a molecule's coarse SAD twice (its inputs, its base): the second call
+    is the remembered array's copy, equal to a fresh computation and safe to change; another
+    molecule, mesh or channel split is computed anew."""
+    import rhosr.sad as sad_module
+
+    mol, grid = water
+    sad_module._RECENT_SAD.clear()
+    first = sad_module.sad_channels(mol, grid, "coarse")
+    first *= 2.0  # a caller changing its array changes nothing remembered
+    again = sad_module.sad_channels(mol, grid, "coarse")
+    fresh = sad_module._sad_channels(mol, grid, "coarse", False, None, None)
+    np.testing.assert_array_equal(again, fresh)
+    assert len(sad_module._RECENT_SAD) == 1
+    split = sad_module.sad_channels(mol, grid, "coarse", elements=("H", "O"))
+    np.testing.assert_allclose(split.sum(axis=0), fresh[0], rtol=1e-12, atol=1e-15)
+    assert len(sad_module._RECENT_SAD) == 2
+    for _ in range(sad_module.RECENT_SAD_ENTRIES + 2):  # the oldest go first
+        sad_module.sad_channels(mol, grid, "coarse", channel_of={"H": 0, "O": 0}, n_channels=_ + 1)
+    assert len(sad_module._RECENT_SAD) == sad_module.RECENT_SAD_ENTRIES

@@ -142,7 +142,7 @@ def test_shipped_model_off_grid_rotation_within_measured_tolerance(water):
     assert np.linalg.norm(sad - sad_other) <= TURN_SAD_DIPOLE_TOL
 
 
-DEFAULT_BOX_ERR_RHO = 1.686344  # percent: qm9-unet on BOX's molecule (qm9:19434) through predict()
+DEFAULT_BOX_ERR_RHO = 1.686573  # percent: qm9-unet on BOX's molecule (qm9:19434) through predict()
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
@@ -168,7 +168,7 @@ def test_base_only_is_the_default_models_fitted_prior_rescaled(tmp_path, run_cli
 
     mol = read_molecule("qm9:19434")
     result = predict(mol, DEFAULT_MODEL, base_only=True)
-    assert result.timings["runtime"] == "base"
+    assert result.timings["runtime"] == "base" and result.sad is None  # no network input built
     options = load_predictor(model_folder(DEFAULT_MODEL), runtime="torch")[0].config.base.options
     expected = rescaled(prior_density(result.placed, result.grid, "fine", options), mol.n_valence,
                         result.grid.voxel_volume("fine"))

@@ -154,7 +154,7 @@ def _builders(inputs: list) -> list:
     return builders
 
 
-def _threads() -> int:
+def default_threads() -> int:
     """ONNX Runtime's intra-op threads: ``OMP_NUM_THREADS`` when set (as PyTorch reads it),
     else the CPUs this process may use."""
     value = os.environ.get("OMP_NUM_THREADS", "")
@@ -163,9 +163,10 @@ def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def load_onnx_model(folder: str | os.PathLike) -> OnnxModel:
-    """The folder's ``model.onnx`` in a CPU session; InputError when it is missing, damaged,
-    of a newer format, or exported from other weights than the folder's."""
+def load_onnx_model(folder: str | os.PathLike, threads: int | None = None) -> OnnxModel:
+    """The folder's ``model.onnx`` in a CPU session with ``threads`` intra-op threads (default
+    :func:`default_threads`); InputError when it is missing, damaged, of a newer format, or
+    exported from other weights than the folder's."""
     import onnxruntime as ort
 
     folder = Path(folder)
@@ -174,7 +175,7 @@ def load_onnx_model(folder: str | os.PathLike) -> OnnxModel:
     if reason:
         raise InputError(f"{folder}: cannot run with onnxruntime: {reason}")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = default_threads() if threads is None else max(1, int(threads))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     # ONNX Runtime's idle intra-op threads spin by default, holding the cores on which a batch of

@@ -63,10 +63,10 @@ def _load(folder: str, device: str):
 
 
 @lru_cache(maxsize=4)
-def _load_onnx(folder: str):
+def _load_onnx(folder: str, threads: int | None = None):
     from rhosr.onnx_runtime import load_onnx_model, read_model_meta
 
-    return load_onnx_model(folder), read_model_meta(folder)
+    return load_onnx_model(folder, threads), read_model_meta(folder)
 
 
 RUNTIMES = ("auto", "onnx", "torch")
@@ -77,11 +77,12 @@ current ``model.onnx``) and PyTorch otherwise."""
 
 
 def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = "cpu",
-                   runtime: str = "torch"):
+                   runtime: str = "torch", onnx_threads: int | None = None):
     """``(model, meta)`` of a model folder or shipped model, in eval mode on ``device``: the
     PyTorch :class:`rhosr.model.DensityModel`, or with ``runtime`` ``onnx`` (or ``auto`` where
     the folder has a current ``model.onnx`` and ONNX Runtime is installed) an
-    :class:`rhosr.onnx_runtime.OnnxModel`, which runs on the CPU only."""
+    :class:`rhosr.onnx_runtime.OnnxModel`, which runs on the CPU only, with ``onnx_threads``
+    intra-op threads (default: :func:`rhosr.onnx_runtime.default_threads`)."""
     if runtime not in RUNTIMES:
         raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if device.startswith("cuda"):
@@ -99,7 +100,7 @@ def load_predictor(name_or_path: str | os.PathLike | None = None, device: str = 
         from rhosr.onnx_runtime import stale_reason
 
         try:
-            return _load_onnx(str(folder))
+            return _load_onnx(str(folder), onnx_threads)
         except InputError as exc:
             if runtime == "onnx":
                 raise
@@ -173,12 +174,13 @@ def runtime_for(tile: int | None, rotations: int, runtime: str) -> str:
 class Prediction:
     """A predicted density: ``density`` (fine mesh, e/Bohr^3, float32, axes x, y, z), its
     ``grid``, the molecule ``placed`` in the box frame, the coarse ``sad`` (the first channel of
-    the model's input: the SAD, e/Bohr^3) and timings (s)."""
+    the model's input: the SAD, e/Bohr^3; None for ``base_only``, which builds no network input)
+    and timings (s)."""
 
     density: np.ndarray
     grid: Grid
     placed: Molecule
-    sad: np.ndarray
+    sad: np.ndarray | None
     timings: dict = field(default_factory=dict)
 
     @property
@@ -200,13 +202,15 @@ class Prepared:
     fine: np.ndarray | None = None
     seconds: float = 0.0
 
-    def build(self, net) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """``(inputs, fine, seconds)``, computed with ``net``'s builders on the first call."""
-        if self.inputs is None:
-            t0 = time.perf_counter()
-            self.inputs = net.build_inputs(self.placed, self.grid)
+    def build(self, net, base_only: bool = False) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """``(inputs, fine, seconds)``, computed with ``net``'s builders on the first call;
+        ``base_only``: the base's fine array alone (``inputs`` stays None unless built before)."""
+        t0 = time.perf_counter()
+        if self.fine is None:
             self.fine = net.build_fine(self.placed, self.grid)
-            self.seconds = time.perf_counter() - t0
+        if self.inputs is None and not base_only:
+            self.inputs = net.build_inputs(self.placed, self.grid)
+        self.seconds += time.perf_counter() - t0
         return self.inputs, self.fine, self.seconds
 
 
@@ -231,6 +235,7 @@ def predict(
     runtime: str = "auto",
     prepared: Prepared | None = None,
     base_only: bool = False,
+    onnx_threads: int | None = None,
 ) -> Prediction:
     """Predict the density of ``mol`` with a model folder or shipped model name.
 
@@ -246,9 +251,12 @@ def predict(
     machine has available.
 
     ``prepared``: this molecule's inputs from :func:`prepare` (a batch computes the next
-    molecule's while the network runs on this one); computed here when None."""
+    molecule's while the network runs on this one); computed here when None.
+
+    ``onnx_threads``: ONNX Runtime's intra-op threads (default: every CPU this process may use,
+    or ``OMP_NUM_THREADS``; ``rhosr predict --threads``)."""
     check_options(tile, rotations, max_memory_gb, runtime)
-    net, meta = load_predictor(model, device, runtime_for(tile, rotations, runtime))
+    net, meta = load_predictor(model, device, runtime_for(tile, rotations, runtime), onnx_threads)
     caveat = element_caveat(meta, mol.atoms.get_chemical_symbols())
     if caveat:
         warnings.warn(f"{mol.name}: {caveat}", RhosrWarning, stacklevel=2)
@@ -317,10 +325,10 @@ def _predict_base(net, mol: Molecule, prepared: Prepared) -> Prediction:
     """The model's base alone (:func:`check_base_only`)."""
     from rhosr.onnx_runtime import rescale_to_electrons
 
-    inputs, fine, t_sad = prepared.build(net)
+    _, fine, t_sad = prepared.build(net, base_only=True)
     t0 = time.perf_counter()
     density = rescale_to_electrons(np.maximum(fine, 0.0), mol.n_valence, prepared.grid.voxel_volume("fine"))
-    return Prediction(density, prepared.grid, prepared.placed, inputs[0],
+    return Prediction(density, prepared.grid, prepared.placed, None,
                       {"sad_s": t_sad, "model_s": time.perf_counter() - t0, "tile": None, "runtime": "base"})
 
 

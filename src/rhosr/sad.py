@@ -27,6 +27,7 @@ window.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,12 +162,41 @@ def sad_channels(
     atoms of ``elements[c]`` only (atoms of other elements are in no channel), scaled as in the
     whole SAD, so the channels of a molecule made of those elements sum to
     :func:`sad_density`; with ``channel_of`` (symbol -> channel) and ``n_channels``, the same
-    with several elements per channel; without either, one channel with every atom."""
+    with several elements per channel; without either, one channel with every atom.
+
+    The last :data:`RECENT_SAD_ENTRIES` results up to :data:`RECENT_SAD_MAX_BYTES` each are
+    remembered (a copy is returned): a prediction asks for the same molecule's coarse SAD for
+    its input channels and again for its base's fine-mesh SAD."""
+    if elements is not None:
+        channel_of, n_channels = {e: c for c, e in enumerate(elements)}, len(elements)
+    key = (tuple(mol.symbols), np.asarray(mol.positions_angstrom, dtype=float).tobytes(), mol.n_valence,
+           tuple(grid.mesh(which)), tuple(map(float, grid.lengths)), which, bool(atrocious),
+           None if channel_of is None else tuple(sorted(channel_of.items())), n_channels)
+    with _RECENT_SAD_LOCK:
+        recent = _RECENT_SAD.get(key)
+    if recent is not None:
+        return recent.copy()
+    rho = _sad_channels(mol, grid, which, atrocious, channel_of, n_channels)
+    if rho.nbytes <= RECENT_SAD_MAX_BYTES:
+        with _RECENT_SAD_LOCK:
+            while len(_RECENT_SAD) >= RECENT_SAD_ENTRIES:
+                del _RECENT_SAD[next(iter(_RECENT_SAD))]
+            _RECENT_SAD[key] = rho.copy()
+    return rho
+
+
+RECENT_SAD_ENTRIES = 4
+RECENT_SAD_MAX_BYTES = 16_000_000
+_RECENT_SAD: dict = {}
+_RECENT_SAD_LOCK = threading.Lock()
+
+
+def _sad_channels(mol: Molecule, grid: Grid, which: str, atrocious: bool,
+                  channel_of: dict[str, int] | None, n_channels: int | None) -> np.ndarray:
+    """:func:`sad_channels` computed (``channel_of`` and ``n_channels`` resolved)."""
     from rhosr.grid import BOHR_ANGSTROM
     from rhosr.memory import check_fits
 
-    if elements is not None:
-        channel_of, n_channels = {e: c for c, e in enumerate(elements)}, len(elements)
     channels = [None] if channel_of is None else [None] * int(n_channels)
     mesh = grid.mesh(which)
     check_fits(BYTES_PER_POINT * len(channels) * float(np.prod(mesh, dtype=float)),

@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "folders without a current model.onnx; same result to float rounding)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads the network runs on (default: every CPU, or OMP_NUM_THREADS when set)",
+    )
+    parser.add_argument(
         "--base-only",
         action="store_true",
         help="skip the network: the model's base alone (for qm9-unet its fitted prior, through the "
@@ -119,16 +126,41 @@ def _targets(args, names: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rhosr.checks import check_optional
+    from rhosr.predict import check_options
+
+    report = Reporter(args.quiet)
+    check_options(args.tile, args.rotations, args.max_memory, args.runtime)
+    check_optional("--threads", args.threads, integer=True, low=1)
+    with _one_blas_thread():
+        return _run(args, report)
+
+
+def _one_blas_thread():
+    """NumPy's BLAS on one thread for the prediction (unless ``OPENBLAS_NUM_THREADS`` is set):
+    its only BLAS work is small products (the prior's and the SAD's blocks), and idle OpenBLAS
+    threads spin on the cores the network, the next molecule's inputs and the file writing
+    need (``benchmarks/batch_threads.py`` measures both settings)."""
+    import os
+    from contextlib import nullcontext
+
+    if "OPENBLAS_NUM_THREADS" in os.environ:
+        return nullcontext()
+    import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run(args: argparse.Namespace, report) -> int:
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from rhosr.errors import InputError
     from rhosr.io import read_density_file
     from rhosr.molecule import read_molecule
-    from rhosr.predict import check_options, load_predictor, model_folder, predict, runtime_for
+    from rhosr.predict import load_predictor, model_folder, predict, runtime_for
 
-    report = Reporter(args.quiet)
-    check_options(args.tile, args.rotations, args.max_memory, args.runtime)
     if args.reference and len(args.mols) > 1:
         raise InputError("--reference compares one molecule; give a single MOL")
     from rhosr.qm9 import prefetch
@@ -139,7 +171,11 @@ def run(args: argparse.Namespace) -> int:
     targets = _targets(args, [m.name for m in mols])
     folder = model_folder(args.model)
     runtime = runtime_for(args.tile, args.rotations, args.runtime)
-    net, meta = load_predictor(folder, args.device, runtime)
+    net, meta = load_predictor(folder, args.device, runtime, args.threads)
+    if args.threads and getattr(net, "runtime", "torch") != "onnxruntime":
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.base_only:
         from rhosr.predict import check_base_only
 
@@ -159,19 +195,19 @@ def run(args: argparse.Namespace) -> int:
     overlap = len(mols) > 1 and not (args.reference or args.png or args.html)
     writer = ThreadPoolExecutor(max_workers=1) if overlap else None
     preparer = ThreadPoolExecutor(max_workers=1) if overlap else None
-    ahead = preparer.submit(_prepare_ahead, net, meta, mols[0]) if preparer else None
+    ahead = preparer.submit(_prepare_ahead, net, meta, mols[0], args.base_only) if preparer else None
     pending = None
     t_start = time.perf_counter()
     try:
         for i, (mol, target) in enumerate(zip(mols, targets)):
             t0 = time.perf_counter()
             prepared = ahead.result() if ahead is not None else None
-            ahead = (preparer.submit(_prepare_ahead, net, meta, mols[i + 1])
+            ahead = (preparer.submit(_prepare_ahead, net, meta, mols[i + 1], args.base_only)
                      if preparer is not None and i + 1 < len(mols) else None)
             with _TileProgress(mol.name, args.quiet) as progress:
                 result = predict(mol, folder, args.device, tile=args.tile, max_memory_gb=args.max_memory,
                                  rotations=args.rotations, progress=progress, runtime=args.runtime,
-                                 prepared=prepared, base_only=args.base_only)
+                                 prepared=prepared, base_only=args.base_only, onnx_threads=args.threads)
             del prepared
             predicted_s = time.perf_counter() - t0
             if pending is not None:
@@ -210,9 +246,10 @@ PREPARE_AHEAD_MAX_POINTS = 16_000_000
 ahead: two such boxes' arrays at once could exceed the memory the tiles keep to."""
 
 
-def _prepare_ahead(net, meta: dict, mol):
+def _prepare_ahead(net, meta: dict, mol, base_only: bool = False):
     """The next molecule placed in its box and, for a box of at most
-    :data:`PREPARE_AHEAD_MAX_POINTS` fine points, its inputs computed (rhosr.predict.prepare).
+    :data:`PREPARE_AHEAD_MAX_POINTS` fine points, its inputs computed (rhosr.predict.prepare;
+    ``base_only``: the base's fine array alone).
     An error is left to the prediction itself, which raises it in order."""
     import math
 
@@ -221,7 +258,7 @@ def _prepare_ahead(net, meta: dict, mol):
     try:
         prepared = prepare(meta, mol)
         if math.prod(prepared.grid.fine_mesh) <= PREPARE_AHEAD_MAX_POINTS:
-            prepared.build(net)
+            prepared.build(net, base_only)
         return prepared
     except Exception:  # noqa: BLE001  (the molecule's own predict() call reports it)
         return None
