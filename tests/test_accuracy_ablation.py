@@ -62,6 +62,8 @@ def test_ablation_best_combines_the_levers_that_helped(ablation, tmp_path):
     (tmp_path / "ema" / "result.json").unlink()
     with pytest.raises(SystemExit, match="ema has not finished"):
         ablation.best_variant(tmp_path)
+    description, config = ablation.best_variant(tmp_path, without=("ema",))  # left out, and said so
+    assert "ema_decay" not in config and "ema left out" in description
 
 
 def test_ablation_best_unet_adds_the_trunk_only_when_it_did_not_help_alone(ablation, tmp_path):
