@@ -95,8 +95,8 @@ def main() -> None:
         "",
         "## Training",
         f"- Config: `{json.dumps({k: v for k, v in meta['training'].items() if k != 'model'})}`.",
-        f"- Best checkpoint at step {meta['step']} (epoch {meta['epoch']}); training wall time "
-        f"{hours:.2f} h on {meta.get('hardware', '?')}.",
+        f"- Best checkpoint at step {meta['step']} (epoch {meta['epoch']}), reached after {hours:.2f} h "
+        f"of training on {meta.get('hardware', '?')}.",
         f"- Command: `{args.command_train}`" if args.command_train else "",
         "",
         "## Accuracy (held-out molecules only)",
