@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--md", type=Path, default=RESULTS / "batch_threads.md")
     args = ap.parse_args()
 
+    from ase.io import write
+
     from rhosr.molecule import read_molecule
     from rhosr.onnx_runtime import default_threads
     from rhosr.predict import DEFAULT_MODEL
@@ -63,11 +65,7 @@ def main() -> None:
         files = []
         for index in load_split()["test"][: args.n]:
             path = tmp / f"qm9_{int(index):06d}.xyz"
-            mol = read_molecule(f"qm9:{int(index)}")
-            lines = [str(len(mol.atoms)), path.stem]
-            lines += [f"{s} {x:.8f} {y:.8f} {z:.8f}"
-                      for s, (x, y, z) in zip(mol.symbols, mol.positions_angstrom)]
-            path.write_text("\n".join(lines) + "\n")
+            write(path, read_molecule(f"qm9:{int(index)}").atoms)
             files.append(str(path))
         for run in range(args.repeat):
             for name, (flags, env) in settings.items():

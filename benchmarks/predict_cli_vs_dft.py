@@ -5,8 +5,8 @@ Both through the ``rhosr`` command line with default threads, wall time of whole
 
 - DFT: ``rhosr dft MOL.xyz -o MOL.cube --preset fast``, one command per molecule;
 - prediction: one ``rhosr predict *.xyz -o FOLDER/`` over all of them (the default model
-  unless ``--model``; the median of ``--batch-repeat`` such calls: one call is ~5 s, and the
-  machine's noise is a tenth of that), with ``--runtime onnx`` (ONNX Runtime), ``--runtime
+  unless ``--model``; the median of ``--batch-repeat`` such calls: one call takes ~4 s and
+  varies by ~0.2 s from call to call), with ``--runtime onnx`` (ONNX Runtime), ``--runtime
   torch`` (PyTorch, the baseline measured in the same run) and ``--base-only`` (no network:
   the model's base);
 - one molecule: ``rhosr predict MOL.xyz -o MOL.cube`` for the first molecule, the median of

@@ -90,18 +90,14 @@ def _format_lines(v: np.ndarray) -> bytes:
     body[:, 10] = magnitude // 10 + ord("0")
     body[:, 11] = magnitude % 10 + ord("0")
     body[:, 12] = ord("\n")
-    if not slow.any():
-        slow_rest = slow
-    elif signed:
-        slow_rest = slow
-    else:  # a density: patch the slow lines in place where printf's line is 13 bytes too
-        slow_rest = np.zeros_like(slow)
+    slow_rest = slow
+    if not signed and slow.any():  # a density: patch in place the slow lines printf makes 13 bytes
+        slow_rest = slow.copy()
         for i in np.flatnonzero(slow):
             line = b"%e\n" % v[i]
             if len(line) == width:
                 out[i] = np.frombuffer(line, dtype=np.uint8)
-            else:
-                slow_rest[i] = True
+                slow_rest[i] = False
     if signed:
         keep = np.ones((n, width), dtype=bool)
         keep[:, 0] = negative
